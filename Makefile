@@ -1,0 +1,41 @@
+# Two commands set up everything on a fresh machine:  `make run`  and  `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ENV    ?= quick
+PIPELINE ?= atari_epoch
+
+export KEDRO_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test bench repro mlflow-ui
+
+# The CPU build of torch unless an NVIDIA driver is present (then PyPI's default CUDA build of the same range).
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install 'torch>=2.4,<2.14'; \
+	else $(PY) -m pip install 'torch==2.13.0'; fi
+	$(PY) -m pip install -e '.[dev]'
+	test -d .dvc || $(VENV)/bin/dvc init --quiet
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup  ## one epoch of the paper's training loop, quick CPU profile (resumes the run)
+	$(VENV)/bin/kedro run --pipeline=$(PIPELINE) --env=$(ENV)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_replay.py
+	$(PY) benchmarks/bench_env.py
+
+repro: setup  ## dvc repro with the project's venv on PATH
+	$(VENV)/bin/dvc repro
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000

@@ -1,0 +1,98 @@
+"""The product's main job, end to end on the real Breakout ROM with the ci profile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+
+from diamond_kedro.replay.store import ReplayStore
+
+from .conftest import BIN, kedro_run, project_env
+
+RUN = Path("data/runs/Breakout_seed0_ci")
+
+
+def _state(project: Path) -> dict:
+    return torch.load(project / RUN / "checkpoints" / "state.pt", map_location="cpu", weights_only=False)
+
+
+def _metric_history(project: Path, key: str) -> list[tuple[int, float]]:
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs(client.get_experiment_by_name("diamond-atari").experiment_id)
+    assert len(runs) == 1, f"expected one MLflow run for the training run, found {len(runs)}"
+    return sorted((m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, key))
+
+
+def test_two_epochs_advance_grow_replay_and_log_to_one_mlflow_run(project: Path) -> None:
+    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    state1 = _state(project)
+    steps1 = ReplayStore(project / RUN / "replay" / "train").num_steps
+    assert state1["counters"]["epoch"] == 1
+    # first epoch: initial collection (>= min_steps, a multiple of the increment) + one epoch's steps
+    assert steps1 >= 200 + 50 and steps1 % 50 == 0
+    assert state1["counters"]["env_steps"] == steps1
+
+    kedro_run(project, "--pipelines=atari_epoch", "--env=ci")  # the other spelling
+    state2 = _state(project)
+    steps2 = ReplayStore(project / RUN / "replay" / "train").num_steps
+    assert state2["counters"]["epoch"] == 2
+    assert steps2 - steps1 == 50  # exactly collect.steps_per_epoch, nothing duplicated
+
+    for key in ("denoiser/train/loss_denoising", "rew_end_model/train/loss_total", "actor_critic/train/loss_total",
+                "env_steps"):
+        history = _metric_history(project, key)
+        assert [step for step, _ in history] == [1, 2], (key, history)
+    assert dict(_metric_history(project, "env_steps")) == {1: steps1, 2: steps2}
+
+    metrics = json.loads((project / RUN / "metrics.json").read_text())
+    assert metrics["epoch"] == 2 and metrics["env_steps"] == steps2
+
+
+def test_killed_epoch_resumes_without_lost_or_duplicated_transitions(project: Path) -> None:
+    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    committed = ReplayStore(project / RUN / "replay" / "train").num_steps
+
+    # Epoch 2 with a long denoiser phase, killed (SIGKILL) once its collection has hit the disk.
+    cmd = [str(BIN / "kedro"), "run", "--pipeline=atari_epoch", "--env=ci",
+           "--params=denoiser.training.steps_per_epoch=100000"]
+    proc = subprocess.Popen(cmd, cwd=project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    manifest = project / RUN / "replay" / "train" / "manifest.json"
+    while time.time() < deadline:
+        if json.loads(manifest.read_text())["num_steps"] > committed:
+            break
+        assert proc.poll() is None, "the epoch ended before it could be killed"
+        time.sleep(0.2)
+    else:
+        raise AssertionError("epoch 2 never wrote its collection")
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _state(project)["counters"]["epoch"] == 1  # nothing of epoch 2 was committed
+
+    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    state = _state(project)
+    store = ReplayStore(project / RUN / "replay" / "train")
+    assert state["counters"]["epoch"] == 2
+    assert store.num_steps == committed + 50 == state["counters"]["env_steps"]
+    assert int(store.lengths.sum()) == store.num_steps
+
+
+def test_bad_parameter_fails_before_any_work_and_names_it(project: Path) -> None:
+    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", "--params=denoiser.training.lr=-1", check=False)
+    assert proc.returncode != 0
+    assert "denoiser.training.lr" in proc.stdout + proc.stderr
+    assert not (project / RUN).exists()  # nothing was collected or written
+
+    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", "--params=env.game=NotAGame", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "env.game" in out and "NotAGame" in out and "Breakout" in out and "MsPacman" in out
