@@ -1,0 +1,188 @@
+"""Median wall time per step of the world-model components at the paper configuration (batch 32, 64×64).
+
+    python benchmarks/bench_models.py                       # all components, tuned malloc, CPU, 2 threads
+    python benchmarks/bench_models.py --component denoiser_train --steps 3 --warmup 1
+    python benchmarks/bench_models.py --compare-malloc      # each component with and without malloc tuning
+    python benchmarks/bench_models.py --device cuda
+
+Each component runs in a fresh subprocess (so allocator settings and peak RSS are per component).
+Authors' figures on this CPU type (BASELINES.md, tcmalloc, Breakout A=4): denoiser training step 10.9 s,
+sampling (3 Euler steps) 5.6 s, reward/end training step 9.0 s, imagination step 6.3 s (incl. actor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+AUTHORS_S = {"denoiser_train": 10.9, "denoiser_sample": 5.6, "rew_end_train": 9.0, "wm_env_step": 6.3}
+COMPONENTS = list(AUTHORS_S)
+NUM_ACTIONS = 4  # Breakout, as in BASELINES.md
+
+
+def _worker(args: argparse.Namespace) -> dict:
+    from diamond_kedro.utils.allocator import tune_glibc_malloc
+
+    tuned = False if args.no_malloc_tuning else tune_glibc_malloc()
+
+    import torch
+
+    from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
+    from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
+    from diamond_kedro.models.diffusion_sampler import DiffusionSampler
+    from diamond_kedro.models.rew_end_model import RewEndModel, RewEndModelConfig
+    from diamond_kedro.models.unet import InnerModelConfig
+    from diamond_kedro.replay.batch import Batch
+
+    torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    B, H, W, A = 32, 64, 64, NUM_ACTIONS
+
+    def batch(seq_len: int, n: int = B) -> Batch:
+        return Batch(
+            obs=(torch.rand(n, seq_len, 3, H, W) * 2 - 1),
+            act=torch.randint(0, A, (n, seq_len)),
+            rew=torch.randint(-1, 2, (n, seq_len)).float(),
+            end=torch.zeros(n, seq_len, dtype=torch.uint8),
+            trunc=torch.zeros(n, seq_len, dtype=torch.uint8),
+            mask_padding=torch.ones(n, seq_len, dtype=torch.bool),
+            final_obs=torch.zeros(n, 3, H, W),
+            has_final_obs=torch.zeros(n, dtype=torch.bool),
+            episode_ids=list(range(n)),
+            starts=torch.zeros(n, dtype=torch.long),
+        ).to(device)
+
+    def denoiser() -> Denoiser:
+        return Denoiser(DenoiserConfig(inner_model=InnerModelConfig(num_actions=A))).to(device)
+
+    def rew_end_model() -> RewEndModel:
+        return RewEndModel(RewEndModelConfig(num_actions=A)).to(device)
+
+    def train_step_fn(model, loss_fn, data, max_grad_norm):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=1e-2)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss, _ = loss_fn(data)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            opt.step()
+
+        return step
+
+    c = args.component
+    if c == "denoiser_train":
+        m = denoiser()
+        step = train_step_fn(m, m.compute_loss, batch(6), 1.0)
+    elif c == "denoiser_sample":
+        sampler = DiffusionSampler(denoiser())
+        b = batch(4)
+
+        def step():
+            sampler.sample(b.obs, b.act)
+
+    elif c == "rew_end_train":
+        m = rew_end_model()
+        step = train_step_fn(m, m.compute_loss, batch(19), 100.0)
+    elif c == "wm_env_step":
+        env = WorldModelEnv(
+            denoiser(), rew_end_model(), lambda n: batch(4, n), WorldModelEnvConfig(num_batches_to_preload=1), num_envs=B
+        )
+        env.reset()
+
+        def step():
+            env.step(torch.randint(0, A, (B,), device=device))
+
+    else:
+        raise ValueError(f"unknown component {c!r}")
+
+    cpu_times: list[float] = []
+
+    def timed() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        cpu_times.append(time.process_time() - c0)
+        return time.perf_counter() - t0
+
+    for _ in range(args.warmup):
+        timed()
+    cpu_times.clear()
+    times = [timed() for _ in range(args.steps)]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "component": c,
+        "malloc_tuned": tuned,
+        "device": str(device),
+        "threads": args.threads,
+        "times_s": times,
+        "median_s": statistics.median(times),
+        # CPU seconds (all threads) per step: less sensitive than wall time to other processes on a shared host
+        "median_cpu_s": statistics.median(cpu_times),
+        "peak_rss_gib": usage.ru_maxrss / 2**20,  # ru_maxrss is in KiB on Linux
+        "major_faults": usage.ru_majflt,
+        "minor_faults": usage.ru_minflt,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+    }
+
+
+def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
+    cmd = [
+        sys.executable, __file__, "--_worker", "--component", component, "--steps", str(args.steps),
+        "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
+    ]
+    if no_tuning:
+        cmd.append("--no-malloc-tuning")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--component", choices=COMPONENTS + ["all"], default="all")
+    p.add_argument("--steps", type=int, default=2, help="timed steps (paper config: ~10 s each on 2 CPU cores)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
+    p.add_argument("--compare-malloc", action="store_true", help="run each component with and without tuning")
+    p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args._worker:
+        print(json.dumps(_worker(args)))
+        return
+
+    components = COMPONENTS if args.component == "all" else [args.component]
+    modes = [False, True] if args.compare_malloc else [args.no_malloc_tuning]
+    print(f"device={args.device} threads={args.threads} steps={args.steps} warmup={args.warmup} batch=32 64x64 A={NUM_ACTIONS}")
+    for comp in components:
+        res = {no_tuning: _run_subprocess(args, comp, no_tuning) for no_tuning in modes}
+        for no_tuning, r in res.items():
+            label = "glibc default" if no_tuning else ("malloc tuned" if r["malloc_tuned"] else "malloc (tuning n/a)")
+            line = (
+                f"{comp:16s} {label:14s} median {r['median_s']:7.3f} s  (steps {', '.join(f'{t:.2f}' for t in r['times_s'])})"
+                f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}  sys {r['sys_s']:.1f} s"
+            )
+            if args.device == "cpu" and args.threads == 2:
+                line += f"  authors/ours = {AUTHORS_S[comp] / r['median_s']:.2f}x"
+            print(line, flush=True)
+        if len(res) == 2:
+            print(f"{comp:16s} glibc-default / tuned time ratio = {res[True]['median_s'] / res[False]['median_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Building blocks shared by the denoiser, the reward/termination model and the actor-critic (spec §2.4).
+
+Every module here reproduces the authors' computation (same parameter names, same initialisation) so
+that their checkpoints load strictly and give the same outputs. Where a step can be done in place on a
+tensor that nothing else holds, it is, because on CPU the allocator, not the arithmetic, is often the
+bottleneck for these 33 MB activations (BASELINES.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+GN_GROUP_SIZE = 32
+GN_EPS = 1e-5
+ATTN_HEAD_DIM = 8
+
+
+def num_groups(channels: int) -> int:
+    """GroupNorm group count used everywhere: groups of 32 channels, at least one group."""
+    return max(1, channels // GN_GROUP_SIZE)
+
+
+def conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, padding=0)
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
+
+
+class GroupNorm(nn.Module):
+    """Affine GroupNorm with max(1, C//32) groups; the wrapped module is named ``norm`` (state-dict key)."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(num_groups(in_channels), in_channels, eps=GN_EPS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x)
+
+
+class AdaGroupNorm(nn.Module):
+    """Parameter-free GroupNorm followed by a per-sample affine map predicted from ``cond``.
+
+    y = GN(x) * (1 + s) + b,  (s, b) = Linear(cond) split in two (scale first).
+    """
+
+    def __init__(self, in_channels: int, cond_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_groups = num_groups(in_channels)
+        self.linear = nn.Linear(cond_channels, 2 * in_channels)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        if x.size(1) != self.in_channels:
+            raise ValueError(f"AdaGroupNorm expects {self.in_channels} channels, got {x.size(1)}")
+        h = F.group_norm(x, self.num_groups, eps=GN_EPS)
+        scale, shift = self.linear(cond)[:, :, None, None].chunk(2, dim=1)
+        # shift + h * (1 + scale) in one pass: one output tensor instead of two temporaries.
+        return torch.addcmul(shift, h, 1 + scale)
+
+
+class SelfAttention2d(nn.Module):
+    """Multi-head self-attention over all H·W positions, head dim 8.
+
+    Faithful quirk (spec §12.13): the output is ``GroupNorm(x) + proj(attn)``, i.e. the residual is
+    added to the *normalised* input. At initialisation (zero out_proj) the layer is just a GroupNorm.
+    """
+
+    def __init__(self, in_channels: int, head_dim: int = ATTN_HEAD_DIM) -> None:
+        super().__init__()
+        self.n_head = max(1, in_channels // head_dim)
+        if in_channels % self.n_head != 0:
+            raise ValueError(f"SelfAttention2d: {in_channels} channels not divisible into heads of {head_dim}")
+        self.norm = GroupNorm(in_channels)
+        self.qkv_proj = conv1x1(in_channels, 3 * in_channels)
+        self.out_proj = conv1x1(in_channels, in_channels)
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        x = self.norm(x)
+        qkv = self.qkv_proj(x)
+        # Channels [0, C) are q, [C, 2C) k, [2C, 3C) v; within each, heads are consecutive groups of head_dim.
+        qkv = qkv.view(n, 3 * self.n_head, c // self.n_head, h * w).transpose(2, 3)
+        q, k, v = qkv.chunk(3, dim=1)  # each (n, heads, h*w, head_dim)
+        y = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(head_dim)) v
+        y = y.transpose(2, 3).reshape(n, c, h, w)
+        out = self.out_proj(y)
+        return out.add_(x)  # conv output is not needed by autograd: safe in place
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier embedding of a scalar: [cos(2π t w), sin(2π t w)], w ~ N(0, 1) fixed.
+
+    ``weight`` (1, C/2) is a buffer: not trained, but saved in (and loaded from) the state dict.
+    """
+
+    def __init__(self, cond_channels: int) -> None:
+        super().__init__()
+        if cond_channels % 2 != 0:
+            raise ValueError(f"FourierFeatures needs an even size, got {cond_channels}")
+        self.register_buffer("weight", torch.randn(1, cond_channels // 2))
+
+    def forward(self, t: Tensor) -> Tensor:
+        if t.ndim != 1:
+            raise ValueError(f"FourierFeatures expects a 1-D tensor of scalars, got shape {tuple(t.shape)}")
+        f = 2 * math.pi * t.unsqueeze(1) @ self.weight
+        return torch.cat([f.cos(), f.sin()], dim=-1)
+
+
+class Downsample(nn.Module):
+    """3×3 conv, stride 2, same channels, orthogonal weight init."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, in_channels, kernel_size=3, stride=2, padding=1)
+        nn.init.orthogonal_(self.conv.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour ×2 then 3×3 conv, same channels."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.conv = conv3x3(in_channels, in_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class SmallResBlock(nn.Module):
+    """y = skip(x) + Conv3x3(SiLU(GroupNorm(x))) (actor-critic encoder, spec §5.1)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.f = nn.Sequential(GroupNorm(in_channels), nn.SiLU(inplace=True), conv3x3(in_channels, out_channels))
+        self.skip_projection = nn.Identity() if in_channels == out_channels else conv1x1(in_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.skip_projection(x) + self.f(x)
+
+
+class ResBlock(nn.Module):
+    """Conditioned residual block: y = Conv(SiLU(AdaGN(Conv(SiLU(AdaGN(x)))))) + proj(x), then attention.
+
+    The second conv is zero-initialised, so at init the block is its skip path (+ attention-as-GN).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, cond_channels: int, attn: bool) -> None:
+        super().__init__()
+        self.proj = conv1x1(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
+        self.norm1 = AdaGroupNorm(in_channels, cond_channels)
+        self.conv1 = conv3x3(in_channels, out_channels)
+        self.norm2 = AdaGroupNorm(out_channels, cond_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.attn = SelfAttention2d(out_channels) if attn else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        r = self.proj(x)
+        # The AdaGN output is a fresh temporary, so SiLU can overwrite it (no extra allocation when
+        # autograd is off; autograd keeps its own copy when it needs one).
+        h = self.conv1(F.silu(self.norm1(x, cond), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h, cond), inplace=True))
+        h = h.add_(r)  # conv outputs are not saved for backward: in place is safe
+        return self.attn(h)
+
+
+class ResBlocks(nn.Module):
+    """A chain of ResBlocks; optionally concatenates one skip tensor before each block (U-Net decoder)."""
+
+    def __init__(
+        self, list_in_channels: Sequence[int], list_out_channels: Sequence[int], cond_channels: int, attn: bool
+    ) -> None:
+        super().__init__()
+        if len(list_in_channels) != len(list_out_channels):
+            raise ValueError("ResBlocks: in/out channel lists differ in length")
+        self.resblocks = nn.ModuleList(
+            [ResBlock(c_in, c_out, cond_channels, attn) for c_in, c_out in zip(list_in_channels, list_out_channels)]
+        )
+
+    def forward(
+        self, x: Tensor, cond: Tensor, to_cat: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        outputs = []
+        for i, resblock in enumerate(self.resblocks):
+            if to_cat is not None:
+                x = torch.cat((x, to_cat[i]), dim=1)
+            x = resblock(x, cond)
+            outputs.append(x)
+        return x, outputs
