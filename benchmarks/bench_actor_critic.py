@@ -1,0 +1,193 @@
+"""Wall time of the actor-critic phase at the paper configuration (32 envs, horizon 15, 64×64, A=4).
+
+    python benchmarks/bench_actor_critic.py                         # both, tuned malloc, CPU, 2 threads
+    python benchmarks/bench_actor_critic.py --component ac_update --steps 1
+    python benchmarks/bench_actor_critic.py --compare-malloc        # with and without glibc malloc tuning
+    python benchmarks/bench_actor_critic.py --device cuda --steps 5
+
+Components (each in a fresh subprocess, random weights, synthetic contexts):
+  imagination_step  one ``RolloutLoop.run(1)`` under no_grad: actor forward + world-model env step
+                    (3 Euler denoiser steps, reward/end model, resets of dead rows) + the bootstrap forward.
+  ac_update         one actor-critic training step: 15-step imagined rollout of 32 envs with gradient
+                    through the actor-critic, λ-returns + loss, backward, clip 100, AdamW step.
+
+Authors' figures on this CPU type (BASELINES.md, Breakout A=4): imagination step 6.3 s (tcmalloc) /
+13.1 s (glibc), actor-critic update 104.8 s / 119.5 s. A paper-config imagination step takes seconds
+on 2 cores: keep --steps small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+AUTHORS_TCMALLOC_S = {"imagination_step": 6.3, "ac_update": 104.8}
+AUTHORS_GLIBC_S = {"imagination_step": 13.1, "ac_update": 119.5}
+COMPONENTS = list(AUTHORS_TCMALLOC_S)
+NUM_ACTIONS = 4  # Breakout, as in BASELINES.md
+
+
+def _worker(args: argparse.Namespace) -> dict:
+    from diamond_kedro.utils.allocator import tune_glibc_malloc
+
+    tuned = False if args.no_malloc_tuning else tune_glibc_malloc()
+
+    import torch
+
+    from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
+    from diamond_kedro.models.actor_critic import ActorCritic, ActorCriticConfig
+    from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
+    from diamond_kedro.models.rew_end_model import RewEndModel, RewEndModelConfig
+    from diamond_kedro.models.unet import InnerModelConfig
+    from diamond_kedro.replay.batch import Batch
+    from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
+    from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler, optimizer_step
+
+    torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    N, H, W, A, L = 32, 64, 64, NUM_ACTIONS, 4
+
+    def contexts(n: int) -> Batch:
+        return Batch(
+            obs=torch.rand(n, L, 3, H, W) * 2 - 1,
+            act=torch.randint(0, A, (n, L)),
+            rew=torch.zeros(n, L),
+            end=torch.zeros(n, L, dtype=torch.uint8),
+            trunc=torch.zeros(n, L, dtype=torch.uint8),
+            mask_padding=torch.ones(n, L, dtype=torch.bool),
+            final_obs=torch.zeros(n, 3, H, W),
+            has_final_obs=torch.zeros(n, dtype=torch.bool),
+            episode_ids=list(range(n)),
+            starts=torch.zeros(n, dtype=torch.long),
+        ).to(device)
+
+    denoiser = Denoiser(DenoiserConfig(inner_model=InnerModelConfig(num_actions=A))).to(device).eval()
+    rew_end_model = RewEndModel(RewEndModelConfig(num_actions=A)).to(device).eval()
+    actor_critic = ActorCritic(ActorCriticConfig(num_actions=A)).to(device)
+    env = WorldModelEnv(
+        denoiser, rew_end_model, contexts, WorldModelEnvConfig(num_batches_to_preload=args.preload), num_envs=N
+    )
+    loop = RolloutLoop(env, actor_critic, epsilon=0.0)
+    opt = make_optimizer(actor_critic, lr=1e-4, weight_decay=0.0, eps=1e-8)
+    sched = make_warmup_scheduler(opt, warmup_steps=100)
+
+    def ac_update(horizon: int) -> None:
+        rollout = loop.run(horizon)
+        loss, _ = actor_critic_loss(rollout, gamma=0.985, lambda_=0.95)
+        optimizer_step(actor_critic, opt, sched, loss, max_grad_norm=100.0)
+
+    if args.component == "imagination_step":
+
+        def step() -> None:
+            with torch.no_grad():
+                loop.run(1)
+
+        warm = step
+    elif args.component == "ac_update":
+
+        def step() -> None:
+            ac_update(15)
+
+        def warm() -> None:  # a short chunk warms every code path (incl. backward) at 2/15 of the cost
+            ac_update(2)
+
+    else:
+        raise ValueError(f"unknown component {args.component!r}")
+
+    cpu_times: list[float] = []
+
+    def timed(fn) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        cpu_times.append(time.process_time() - c0)
+        return time.perf_counter() - t0
+
+    loop.reset()  # reward-model burn-in of the first contexts, not timed
+    for _ in range(args.warmup):
+        timed(warm)
+    cpu_times.clear()
+    times = [timed(step) for _ in range(args.steps)]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "component": args.component,
+        "malloc_tuned": tuned,
+        "times_s": times,
+        "median_s": statistics.median(times),
+        # process CPU seconds (all threads): on a machine shared with other jobs, cpu_s / threads is
+        # roughly what the step would take with the cores to itself.
+        "median_cpu_s": statistics.median(cpu_times),
+        "num_context_refills": env.contexts.num_refills,
+        "peak_rss_gib": usage.ru_maxrss / 2**20,  # KiB on Linux
+        "minor_faults": usage.ru_minflt,
+        "sys_s": usage.ru_stime,
+    }
+
+
+def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
+    cmd = [
+        sys.executable, __file__, "--_worker", "--component", component, "--steps", str(args.steps),
+        "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
+        "--preload", str(args.preload),
+    ]
+    if no_tuning:
+        cmd.append("--no-malloc-tuning")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--component", choices=COMPONENTS + ["all"], default="all")
+    p.add_argument("--steps", type=int, default=1, help="timed steps (ac_update ≈ a minute on 2 CPU cores)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--preload", type=int, default=4, help="context batches per refill (paper: 256)")
+    p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
+    p.add_argument("--compare-malloc", action="store_true", help="run each component with and without tuning")
+    p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args._worker:
+        print(json.dumps(_worker(args)))
+        return
+
+    components = COMPONENTS if args.component == "all" else [args.component]
+    modes = [False, True] if args.compare_malloc else [args.no_malloc_tuning]
+    print(
+        f"device={args.device} threads={args.threads} steps={args.steps} warmup={args.warmup} "
+        f"envs=32 horizon=15 64x64 A={NUM_ACTIONS} preload={args.preload}"
+    )
+    for comp in components:
+        res = {no_tuning: _run_subprocess(args, comp, no_tuning) for no_tuning in modes}
+        for no_tuning, r in res.items():
+            label = "glibc default" if no_tuning else ("malloc tuned" if r["malloc_tuned"] else "malloc (n/a)")
+            line = (
+                f"{comp:16s} {label:13s} median {r['median_s']:8.3f} s  (steps {', '.join(f'{t:.2f}' for t in r['times_s'])})"
+                f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}  sys {r['sys_s']:.1f} s"
+            )
+            if args.device == "cpu" and args.threads == 2:
+                line += (
+                    f"  authors(tcmalloc)/ours = {AUTHORS_TCMALLOC_S[comp] / r['median_s']:.2f}x"
+                    f"  authors(glibc)/ours = {AUTHORS_GLIBC_S[comp] / r['median_s']:.2f}x"
+                )
+            print(line, flush=True)
+        if len(res) == 2:
+            print(f"{comp:16s} glibc-default / tuned time ratio = {res[True]['median_s'] / res[False]['median_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
