@@ -7,8 +7,11 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from diamond_kedro.pipelines import atari_epoch
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = pipelines["atari_epoch"]
+    # Kedro may only discover the pipelines a command asked for, so build the default explicitly
+    pipelines["__default__"] = pipelines.get("atari_epoch") or atari_epoch.create_pipeline()
     return pipelines
