@@ -179,6 +179,17 @@ class EvaluateConfig(_Strict):
     num_final_episodes: int = Field(default=100, ge=0)
     test_batch_size: int = Field(default=32, gt=0)
     video_horizon: int = Field(default=50, gt=0)
+    # World-model fidelity (evaluation/fidelity.py): open-loop imagination from real test contexts with the
+    # recorded actions, PSNR/SSIM at each horizon vs copy-last-frame, reward/end accuracy. 0 contexts = off.
+    fidelity_horizons: list[int] = [1, 15, 50]  # 15 = imagination horizon H; 50 = a long open-loop test
+    fidelity_num_contexts: int = Field(default=64, ge=0)
+
+    @field_validator("fidelity_horizons")
+    @classmethod
+    def _horizons(cls, v: list[int]) -> list[int]:
+        if not v or any(h < 1 for h in v):
+            raise ValueError(f"fidelity_horizons must be a non-empty list of positive integers, got {v}")
+        return v
 
 
 class DiamondConfig(_Strict):
@@ -204,8 +215,8 @@ class ConfigError(ValueError):
     """A parameter is missing or out of range; the message names each offending parameter."""
 
 
-# Keys Kedro (or a CS:GO pipeline) may add beside the Atari sections; they are validated elsewhere.
-_FOREIGN_SECTIONS = ("csgo",)
+# Keys Kedro (or the CS:GO and report pipelines) may add beside the Atari sections; they are validated elsewhere.
+_FOREIGN_SECTIONS = ("csgo", "report")
 
 
 def parse_config(parameters: dict[str, Any]) -> DiamondConfig:

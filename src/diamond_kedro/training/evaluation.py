@@ -2,8 +2,10 @@
 
 Every ``evaluate.every`` epochs: ``num_episodes`` full games (no life-loss termination, ε = 0, the
 stochastic policy, fresh resets) are collected into the emptied test store; the denoiser and the
-reward/end model are scored on them with the deterministic traversal of §1.8; a picture of real vs
-imagined frames (the world model driven by the recorded actions from a real context) is attached. At the
+reward/end model are scored on them with the deterministic traversal of §1.8; the world model's fidelity
+is measured on them (open-loop imagination with the recorded actions from real contexts, PSNR/SSIM per
+horizon against a copy-last-frame baseline, reward/end accuracy: ``fidelity/...`` metrics), with curves,
+a picture and a video of real vs imagined frames attached as MLflow artifacts (``imagination/``). At the
 last epoch, ``num_final_episodes`` games give ``final_return_mean`` / ``final_return_std`` (population std),
 the per-seed score the paper reports.
 """
@@ -18,16 +20,16 @@ import torch
 
 from diamond_kedro.envs.atari import make_atari_env
 from diamond_kedro.envs.collector import Collector
+from diamond_kedro.evaluation.fidelity import choose_contexts, plot_fidelity_curves, world_model_fidelity
 from diamond_kedro.evaluation.video import trajectory_grid, write_comparison_video
-from diamond_kedro.models.diffusion_sampler import DiffusionSampler
 from diamond_kedro.replay.sampler import iter_test_batches
 
 if TYPE_CHECKING:
     from diamond_kedro.training.run import AtariRun
 
 
-def play_test_episodes(run: "AtariRun", num_episodes: int, store=None) -> list[float]:
-    """Returns of ``num_episodes`` full test games with the current policy (optionally stored)."""
+def play_test_episodes(run: "AtariRun", num_episodes: int, store=None) -> tuple[list[float], list[int]]:
+    """Returns and lengths of ``num_episodes`` full test games with the current policy (optionally stored)."""
     cfg = run.cfg
     env = make_atari_env(
         cfg.env.game,
@@ -65,50 +67,44 @@ def test_losses(model: torch.nn.Module, store, batch_size: int, seq_len: int, de
     return acc.result(), acc.count
 
 
-@torch.no_grad()
-def imagine_with_recorded_actions(
-    sampler: DiffusionSampler, obs: torch.Tensor, act: torch.Tensor, num_conditioning: int, horizon: int
-) -> torch.Tensor:
-    """Open-loop imagination: from the real frames ``obs[:L]``, generate ``obs[L:L+horizon]`` with the
-    recorded actions. ``obs`` (T,3,H,W) in [-1,1], ``act`` (T,). Returns (horizon,3,H,W)."""
-    L = num_conditioning
-    frames = obs[:L].clone()
-    actions = act[: L + horizon]
-    out = []
-    for t in range(horizon):
-        prev_obs = frames[-L:].unsqueeze(0)
-        prev_act = actions[t : t + L].unsqueeze(0)
-        nxt, _ = sampler.sample(prev_obs, prev_act)
-        out.append(nxt[0])
-        frames = torch.cat([frames, nxt], dim=0)
-    return torch.stack(out)
-
-
-def imagined_vs_real_media(run: "AtariRun", store, horizon: int) -> list[Path]:
-    """A PNG grid (real frames above frames imagined with the same actions) and a side-by-side video
-    (real | imagined | difference) of the first long-enough test episode, under ``<run>/media``."""
+def fidelity_and_media(run: "AtariRun", store) -> tuple[dict[str, float], list[Path]]:
+    """World-model fidelity on the test episodes (``evaluation/fidelity.py``) and its pictures, under
+    ``<run>/media``: PSNR/SSIM curves against the horizon (PNG), the curves and confusion matrices (JSON),
+    a grid of real frames above imagined ones (PNG) and a side-by-side video (real | imagined |
+    difference) of the first context, ``video_horizon`` frames at most (no longer than the longest
+    fidelity horizon). With ``fidelity_num_contexts: 0`` only the grid and video are made (one context
+    imagined ``video_horizon`` steps) and no metric is returned."""
     from diamond_kedro.training.run import sampler_config
 
+    cfg = run.cfg.evaluate
     L = run.cfg.denoiser.model.num_steps_conditioning
-    lengths = store.lengths
-    candidates = [i for i, n in enumerate(lengths) if n >= L + 2]
-    if not candidates:
-        return []
-    episode = store.load_episode(candidates[0])
-    h = min(horizon, int(lengths[candidates[0]]) - L)
-    obs_u8 = torch.as_tensor(np.asarray(episode.obs[: L + h]))
-    obs = obs_u8.to(run.device).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    act = torch.as_tensor(np.asarray(episode.act[: L + h]), device=run.device)
-    run.agent.denoiser.eval()
-    imagined = imagine_with_recorded_actions(DiffusionSampler(run.agent.denoiser, sampler_config(run.cfg)), obs, act, L, h)
-    run.agent.denoiser.train()
-    real_u8 = obs_u8[L:].numpy()
-    imagined_u8 = imagined.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    stem = run.paths.media / f"epoch_{run.epoch:05d}_real_vs_imagined"
-    return [
-        trajectory_grid(real_u8, imagined_u8, stem.with_suffix(".png")),
-        write_comparison_video(real_u8, imagined_u8, stem.with_suffix(".gif")),
+    if cfg.fidelity_num_contexts > 0:
+        horizons, num_contexts = cfg.fidelity_horizons, cfg.fidelity_num_contexts
+    else:
+        horizons, num_contexts = [cfg.video_horizon], 1
+    if not choose_contexts(store, L, max(horizons), 1):
+        return {}, []  # no test episode longer than the context
+    result = world_model_fidelity(
+        run.agent.denoiser,
+        run.agent.rew_end_model,
+        store,
+        sampler_config(run.cfg),
+        horizons=horizons,
+        num_contexts=num_contexts,
+        batch_size=cfg.test_batch_size,
+        seed=int(run.rng.integers(2**31)),
+    )
+    stem = run.paths.media / f"epoch_{run.epoch:05d}"
+    real, imagined = result.video_real[: cfg.video_horizon], result.video_imagined[: cfg.video_horizon]
+    paths = [
+        trajectory_grid(real, imagined, f"{stem}_real_vs_imagined.png"),
+        write_comparison_video(real, imagined, f"{stem}_real_vs_imagined.gif"),
     ]
+    if cfg.fidelity_num_contexts == 0:
+        return {}, paths
+    title = f"{run.cfg.env.game}, epoch {run.epoch}: open-loop imagination vs real ({len(result.contexts)} contexts)"
+    paths += [plot_fidelity_curves(result, f"{stem}_fidelity.png", title), result.write_json(f"{stem}_fidelity.json")]
+    return result.metrics, paths
 
 
 def evaluate_run(run: "AtariRun") -> dict[str, float]:
@@ -137,7 +133,9 @@ def evaluate_run(run: "AtariRun") -> dict[str, float]:
         )
         metrics.update({f"rew_end_model/test/{k}": v for k, v in rew.items()})
         metrics["rew_end_model/test/num_batch_test_rew_end_model"] = n_rew
-        for path in imagined_vs_real_media(run, run.replay_test, cfg.video_horizon):
+        fidelity, media = fidelity_and_media(run, run.replay_test)
+        metrics.update(fidelity)
+        for path in media:
             report.artifacts.append(("imagination", path))
     if run.is_last_epoch and cfg.num_final_episodes > 0:
         returns, _ = play_test_episodes(run, cfg.num_final_episodes)
