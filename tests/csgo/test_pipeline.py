@@ -1,0 +1,62 @@
+"""`csgo_ingest` then two `csgo` epochs through the real Kedro project (ci profile) on synthetic files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import torch
+
+from tests.pipelines.conftest import copy_project, kedro_run
+
+from .synthetic import make_tar, write_hdf5
+
+RUN = Path("data/runs/csgo_ci")
+T = 12
+
+
+def test_ingest_then_two_epochs_log_to_one_mlflow_run(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    project = copy_project(tmp_path / "project")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = [write_hdf5(tmp_path / "staging" / f"hdf5_dm_july2021_{n}.hdf5", n, T) for n in (1, 2, 3)]
+    make_tar(raw / "hdf5_dm_july2021_1_to_3.tar", files)
+    split = tmp_path / "split.txt"
+    split.write_text("hdf5_dm_july2021_2.hdf5\n")
+    data = f"csgo.data.source_dir={raw},csgo.data.test_split_file={split},csgo.data.frames_per_file={T}"
+
+    kedro_run(project, "--pipeline=csgo_ingest", "--env=ci", f"--params={data}")
+    index = json.loads((project / "data/csgo/index.json").read_text())
+    assert index["splits"] == {"train": ["1-3/hdf5_dm_july2021_1.hdf5", "1-3/hdf5_dm_july2021_3.hdf5"],
+                               "test": ["1-3/hdf5_dm_july2021_2.hdf5"]}
+
+    kedro_run(project, "--pipeline=csgo", "--env=ci")
+    kedro_run(project, "--pipeline=csgo", "--env=ci")
+    state = torch.load(project / RUN / "checkpoints/state.pt", map_location="cpu", weights_only=False)
+    assert state["counters"]["epoch"] == 2
+    # ci: 2 optimiser steps per epoch per model
+    assert state["counters"]["num_batch_train"] == {"denoiser": 4, "upsampler": 4}
+    assert state["schedulers"]["denoiser"]["last_epoch"] == 4
+    assert (project / RUN / ".run_is_over").exists()  # ci: num_epochs = 2
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    assert client.get_experiment_by_name("diamond-atari") is None  # the Atari path is untouched
+    runs = client.search_runs(client.get_experiment_by_name("diamond-csgo").experiment_id)
+    assert len(runs) == 1 and runs[0].data.tags["diamond.run_key"] == "csgo_ci"
+    run_id = runs[0].info.run_id
+
+    def steps(key: str) -> list[int]:
+        return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+    assert steps("denoiser/train/loss_denoising") == [1, 2]
+    assert steps("upsampler/train/loss_denoising") == [1, 2]
+    assert steps("denoiser/test/loss_denoising") == [2]  # ci: evaluate every 2 epochs
+    assert steps("upsampler/test/loss_denoising") == [2]
+    assert [a.path for a in client.list_artifacts(run_id, "media")] == ["media/imagination_epoch_00002.mp4"]
+    assert runs[0].data.params["denoiser.training.grad_acc_steps"] == "2"
+
+    # a bad parameter is named before any work
+    proc = kedro_run(project, "--pipeline=csgo", "--env=ci", "--params=csgo.denoiser.training.lr=-1", check=False)
+    assert proc.returncode != 0 and "csgo.denoiser.training.lr" in proc.stdout + proc.stderr
