@@ -202,6 +202,7 @@ class AtariRun:
             num_envs=cfg.env.num_envs,
             done_on_life_loss=True,
             seed=cfg.run.seed,
+            device=self.device,
             noop_max=cfg.env.noop_max,
             frame_skip=cfg.env.frame_skip,
             screen_size=cfg.env.size,
@@ -340,10 +341,6 @@ class AtariRun:
         return self.counters.final_metrics
 
     @property
-    def is_first_epoch(self) -> bool:
-        return self.epoch == 1
-
-    @property
     def is_over(self) -> bool:
         total = self.counters.num_epochs_collect
         return total is not None and self.counters.epoch >= total + self.cfg.run.num_final_epochs
@@ -438,8 +435,10 @@ class AtariRun:
         return self._samplers[name]
 
     def _num_steps(self, name: str) -> int:
+        """The long first training (spec §6.1: 10 000 / 10 000 / 5 000 steps) is the component's first one,
+        whichever epoch that is (a standalone ``collect`` epoch may come before any training)."""
         t = getattr(self.cfg, name).training
-        return t.steps_first_epoch if self.is_first_epoch else t.steps_per_epoch
+        return t.steps_first_epoch if self.counters.num_batch_train[name] == 0 else t.steps_per_epoch
 
     def _train_world_model_component(self, name: str) -> dict[str, float]:
         model = getattr(self.agent, name)
@@ -452,13 +451,14 @@ class AtariRun:
         for _ in tqdm(range(steps), desc=f"{name} (epoch {self.epoch})", leave=False, disable=steps == 0):
             batch = sampler.sample()
             loss, metrics = model.compute_loss(batch)
+            lr = self.optimizers[name].param_groups[0]["lr"]  # the lr this update uses (warm-up steps it after)
             grad_norm = optimizer_step(model, self.optimizers[name], self.schedulers[name], loss, t.max_grad_norm)
             acc.add(metrics)
             self.counters.num_batch_train[name] += 1
         out = acc.result()
         out[f"num_batch_train_{name}"] = self.counters.num_batch_train[name]
         out["grad_norm_before_clip"] = grad_norm
-        out["lr"] = self.optimizers[name].param_groups[0]["lr"]
+        out["lr"] = lr if steps else self.optimizers[name].param_groups[0]["lr"]
         return out
 
     def train_denoiser(self) -> dict[str, float]:
@@ -518,13 +518,14 @@ class AtariRun:
                     weight_value_loss=t.weight_value_loss,
                     weight_entropy_loss=t.weight_entropy_loss,
                 )
+                lr = self.optimizers["actor_critic"].param_groups[0]["lr"]
                 grad_norm = optimizer_step(ac, self.optimizers["actor_critic"], self.schedulers["actor_critic"], loss, t.max_grad_norm)
                 acc.add(metrics)
                 self.counters.num_batch_train["actor_critic"] += 1
             metrics = acc.result()
             metrics["num_batch_train_actor_critic"] = self.counters.num_batch_train["actor_critic"]
             metrics["grad_norm_before_clip"] = grad_norm
-            metrics["lr"] = self.optimizers["actor_critic"].param_groups[0]["lr"]
+            metrics["lr"] = lr if steps else self.optimizers["actor_critic"].param_groups[0]["lr"]
         self._report().add("actor_critic/train", metrics)
         return metrics
 
