@@ -19,7 +19,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from diamond_kedro.config import parse_config
-from diamond_kedro.reporting import EpochReport, add_sink, flatten, remove_sink
+from diamond_kedro.reporting import EpochReport, add_sink, remove_sink
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,22 @@ class ValidateParametersHook:
 
 
 class MlflowTrackingHook:
-    """One MLflow run per training run; each committed epoch's ``EpochReport`` is logged at step = epoch."""
+    """One MLflow run per training run; each committed epoch's ``EpochReport`` is logged at step = epoch.
+
+    Reports carry their run key, so one ``kedro run`` may feed several training runs (namespaced copies of
+    ``atari_epoch``, one per game): each lands in its own MLflow run, found by the ``diamond.run_key`` tag
+    or created (with the run's parameters) at its first report.
+    """
 
     def __init__(self) -> None:
         self._conf: dict[str, Any] = {}
-        self._active = False
+        self._client: Any = None
+        self._run_ids: dict[str, str] = {}
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        """The merged ``mlflow*.yml`` of the active Kedro environment."""
+        return self._conf
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -74,68 +85,66 @@ class MlflowTrackingHook:
             return False
         return bool(self._conf.get("enabled", True))
 
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self._conf.get("tracking_uri", "sqlite:///mlflow.db")
+
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        if not self._enabled():
+        if not self._enabled() or not (_uses_atari_parameters(pipeline) or _trains_csgo(pipeline)):
             return
-        if _uses_atari_parameters(pipeline):
-            from diamond_kedro.training.run import run_key
+        from mlflow import MlflowClient
 
-            cfg = parse_config(catalog.load("parameters"))
-            self._start(self._conf.get("experiment_name", "diamond-atari"), run_key(cfg), cfg.model_dump())
-        elif _trains_csgo(pipeline):
-            from diamond_kedro.csgo.config import parse_csgo_config
-            from diamond_kedro.training.csgo_run import csgo_run_key
+        self._client = MlflowClient(tracking_uri=self.tracking_uri())
+        self._run_ids = {}
+        add_sink(self._log)
 
-            cfg = parse_csgo_config(catalog.load(CSGO_PARAMS))
-            self._start(self._conf.get("csgo_experiment_name", "diamond-csgo"), csgo_run_key(cfg), cfg.model_dump())
+    def _experiment_id(self, kind: str) -> str:
+        name = (
+            self._conf.get("csgo_experiment_name", "diamond-csgo")
+            if kind == "csgo"
+            else self._conf.get("experiment_name", "diamond-atari")
+        )
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = self._conf.get("artifact_location")
+        location = Path(location).resolve().as_uri() if location else None
+        return self._client.create_experiment(name, artifact_location=location)
 
-    def _start(self, name: str, key: str, config: dict[str, Any]) -> None:
-        """Resume the MLflow run tagged ``key`` in experiment ``name`` (or create it, logging ``config``)."""
-        import mlflow
+    def _run_id(self, report: EpochReport) -> str:
+        """The MLflow run of ``report.run_key``: resumed if it exists, else created with the run's params."""
+        key = report.run_key
+        if key in self._run_ids:
+            return self._run_ids[key]
+        from mlflow.entities import Param
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or self._conf.get("tracking_uri", "sqlite:///mlflow.db")
-        mlflow.set_tracking_uri(uri)
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            location = self._conf.get("artifact_location")
-            location = Path(location).resolve().as_uri() if location else None
-            experiment_id = mlflow.create_experiment(name, artifact_location=location)
-        else:
-            experiment_id = experiment.experiment_id
-
-        found = mlflow.search_runs(
-            experiment_ids=[experiment_id],
-            filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'",
-            output_format="list",
-            max_results=1,
+        experiment_id = self._experiment_id(report.kind)
+        found = self._client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=1
         )
         if found:
-            mlflow.start_run(run_id=found[0].info.run_id)
-            log.info("MLflow: resuming run %s (%s)", key, found[0].info.run_id)
+            run_id = found[0].info.run_id
+            self._client.update_run(run_id, status="RUNNING")
+            log.info("MLflow: resuming run %s (%s)", key, run_id)
         else:
-            mlflow.start_run(experiment_id=experiment_id, run_name=key, tags={RUN_KEY_TAG: key})
-            params = flatten(config)
-            items = list(params.items())
-            for i in range(0, len(items), 90):  # MLflow caps one log_params batch at 100
-                mlflow.log_params(dict(items[i : i + 90]))
-            log.info("MLflow: new run %s (%s)", key, mlflow.active_run().info.run_id)
-        add_sink(self._log)
-        self._active = True
+            run_id = self._client.create_run(experiment_id, run_name=key, tags={RUN_KEY_TAG: key}).info.run_id
+            params = [Param(k, str(v)[:6000]) for k, v in report.params.items()]
+            for i in range(0, len(params), 90):  # MLflow caps one batch at 100 params
+                self._client.log_batch(run_id, params=params[i : i + 90])
+            log.info("MLflow: new run %s (%s)", key, run_id)
+        self._run_ids[key] = run_id
+        return run_id
 
-    @staticmethod
-    def _log(report: EpochReport) -> None:
-        import mlflow
-
-        report.log_to_mlflow(mlflow)
+    def _log(self, report: EpochReport) -> None:
+        report.log_to_mlflow(self._client, self._run_id(report))
 
     def _close(self, status: str) -> None:
-        if self._active:
-            import mlflow
-
-            remove_sink(self._log)
-            mlflow.end_run(status=status)
-            self._active = False
+        if self._client is None:
+            return
+        remove_sink(self._log)
+        for run_id in self._run_ids.values():
+            self._client.set_terminated(run_id, status=status)
+        self._client, self._run_ids = None, {}
 
     @hook_impl
     def after_pipeline_run(self) -> None:

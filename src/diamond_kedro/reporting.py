@@ -1,14 +1,15 @@
 """What an epoch reports: metrics, pictures, files; and where reports go.
 
 A training run gathers one ``EpochReport`` per epoch and, once the epoch is committed to disk, hands it to
-every registered sink (``emit``). The Kedro MLflow hook registers a sink that logs at ``step = epoch``; a
-notebook or test can register its own. The library never imports MLflow: ``log_to_mlflow`` receives the
-module (or anything with the same three functions).
+every registered sink (``emit``). The Kedro MLflow hook registers a sink that logs at ``step = epoch`` into the
+MLflow run of the report's ``run_key``; a notebook or test can register its own. The library itself never
+talks to MLflow.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -48,9 +49,13 @@ def flatten(tree: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str,
 
 @dataclass
 class EpochReport:
-    """Metrics (``component/split/name`` keys, spec §6.5), images (HWC uint8) and artifact files."""
+    """Metrics (``component/split/name`` keys, spec §6.5), images (HWC uint8) and artifact files of one
+    epoch of the training run ``run_key`` (``kind`` "atari" or "csgo"; ``params`` its flattened config)."""
 
     epoch: int
+    run_key: str = ""
+    kind: str = "atari"
+    params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     images: dict[str, np.ndarray] = field(default_factory=dict)
     artifacts: list[tuple[str, Path]] = field(default_factory=list)  # (artifact sub-folder, file)
@@ -67,12 +72,16 @@ class EpochReport:
     def finite_metrics(self) -> dict[str, float]:
         return {k: v for k, v in self.metrics.items() if math.isfinite(v)}
 
-    def log_to_mlflow(self, mlflow: Any) -> None:
-        metrics = self.finite_metrics()
-        if metrics:
-            mlflow.log_metrics(metrics, step=self.epoch)
+    def log_to_mlflow(self, client: Any, run_id: str) -> None:
+        """Log into MLflow run ``run_id`` through an ``mlflow.MlflowClient`` (metrics at step = epoch)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, self.epoch) for k, v in self.finite_metrics().items()]
+        for i in range(0, len(metrics), 500):  # MLflow caps a batch at 1000 entries
+            client.log_batch(run_id, metrics=metrics[i : i + 500])
         for key, image in self.images.items():
-            mlflow.log_image(image, key=key, step=self.epoch)
+            client.log_image(run_id, image, key=key, step=self.epoch)
         for folder, path in self.artifacts:
             if Path(path).exists():
-                mlflow.log_artifact(str(path), artifact_path=folder)
+                client.log_artifact(run_id, str(path), artifact_path=folder)

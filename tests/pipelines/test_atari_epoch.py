@@ -96,3 +96,21 @@ def test_bad_parameter_fails_before_any_work_and_names_it(project: Path) -> None
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "env.game" in out and "NotAGame" in out and "Breakout" in out and "MsPacman" in out
+
+
+def test_namespaced_copies_train_several_games_each_in_its_own_run(project: Path) -> None:
+    kedro_run(project, "--pipeline=atari_games", "--namespaces=breakout,pong", "--env=ci")
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs(client.get_experiment_by_name("diamond-atari").experiment_id)
+    assert sorted(r.info.run_name for r in runs) == ["Breakout_seed0_ci", "Pong_seed0_ci"]
+    for r in runs:
+        game = r.info.run_name.split("_")[0]
+        assert r.data.params["env.game"] == game
+        state = torch.load(project / "data" / "runs" / r.info.run_name / "checkpoints" / "state.pt",
+                           map_location="cpu", weights_only=False)
+        assert state["counters"]["epoch"] == 1
+        steps = ReplayStore(project / "data" / "runs" / r.info.run_name / "replay" / "train").num_steps
+        assert [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "env_steps")] == [(1, steps)]
+    # Pong has 6 actions, Breakout 4: each run built its models for its own game
+    pong = torch.load(project / "data/runs/Pong_seed0_ci/checkpoints/state.pt", map_location="cpu", weights_only=False)
+    assert pong["num_actions"] == 6

@@ -52,7 +52,7 @@ from diamond_kedro.models.unet import InnerModelConfig
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler, collate_windows, test_windows
 from diamond_kedro.replay.store import ReplayStore
-from diamond_kedro.reporting import EpochReport, emit
+from diamond_kedro.reporting import EpochReport, emit, flatten
 from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler
 from diamond_kedro.training.run import MetricAccumulator, append_curve, resolve_device
 from diamond_kedro.utils.atomic import atomic_torch_save, atomic_write_text
@@ -320,7 +320,12 @@ class CsgoRun:
     def begin_epoch(self) -> int:
         if self.is_over:
             raise CsgoRunIsOver(f"run {csgo_run_key(self.cfg)} is over: all {self.counters.epoch} epochs are committed")
-        self.pending = EpochReport(epoch=self.counters.epoch + 1)
+        self.pending = EpochReport(
+            epoch=self.counters.epoch + 1,
+            run_key=csgo_run_key(self.cfg),
+            kind="csgo",
+            params=flatten(self.cfg.model_dump()),
+        )
         self._epoch_start = time.perf_counter()
         log.info("Epoch %d of %s", self.pending.epoch, csgo_run_key(self.cfg))
         return self.pending.epoch

@@ -46,7 +46,7 @@ from diamond_kedro.models.unet import InnerModelConfig
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler
 from diamond_kedro.replay.store import ReplayStore
-from diamond_kedro.reporting import EpochReport, emit
+from diamond_kedro.reporting import EpochReport, emit, flatten
 from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
 from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler, optimizer_step
 from diamond_kedro.utils.allocator import tune_glibc_malloc
@@ -353,7 +353,9 @@ class AtariRun:
     def begin_epoch(self) -> int:
         if self.is_over:
             raise RunIsOver(f"run {run_key(self.cfg)} is over: all {self.counters.epoch} epochs are committed")
-        self.pending = EpochReport(epoch=self.counters.epoch + 1)
+        self.pending = EpochReport(
+            epoch=self.counters.epoch + 1, run_key=run_key(self.cfg), kind="atari", params=flatten(self.cfg.model_dump())
+        )
         self._epoch_start = time.perf_counter()
         log.info("Epoch %d of %s", self.pending.epoch, run_key(self.cfg))
         return self.pending.epoch

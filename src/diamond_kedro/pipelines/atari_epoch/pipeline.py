@@ -10,11 +10,13 @@ from diamond_kedro.pipelines.train_denoiser.pipeline import fragment as train_de
 from diamond_kedro.pipelines.train_rew_end_model.pipeline import fragment as train_rew_end_model
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(game: str | None = None, **kwargs) -> Pipeline:
+    """``game`` pins ``env.game`` (used by the per-game copies in ``atari_games``)."""
     return chain(
         ("collected", collect()),
         ("denoiser_trained", train_denoiser()),
         ("rew_end_model_trained", train_rew_end_model()),
         ("actor_critic_trained", train_actor_critic()),
         ("evaluated", evaluate()),
+        game=game,
     )

@@ -25,8 +25,8 @@ def _mlflow_conf() -> dict[str, Any]:
     from diamond_kedro.hooks import MlflowTrackingHook
 
     for hook in getattr(settings, "HOOKS", ()):
-        if isinstance(hook, MlflowTrackingHook) and getattr(hook, "_conf", None):
-            return dict(hook._conf)
+        if isinstance(hook, MlflowTrackingHook) and hook.conf:
+            return dict(hook.conf)
     conf = Path.cwd() / "conf"
     if not conf.is_dir():
         return {}
