@@ -23,8 +23,11 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-run: setup  ## one epoch of the paper's training loop, quick CPU profile (resumes the run)
+# One epoch of the paper's training loop, quick CPU profile (resumes the run); then record the replay
+# store and checkpoints as the outputs of the DVC stage atari@Breakout (when ENV is dvc_params' profile).
+run: setup
 	$(VENV)/bin/kedro run --pipeline=$(PIPELINE) --env=$(ENV)
+	if grep -qx "kedro_env: $(ENV)" dvc_params.yaml; then $(VENV)/bin/dvc commit --force --quiet atari@Breakout; fi
 
 test: setup
 	$(PY) -m pytest -q
