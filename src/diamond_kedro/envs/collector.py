@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from diamond_kedro.envs.atari import TorchAtariEnv
 
@@ -182,6 +183,13 @@ class Collector:
         n = self.num_envs
         buffers: list[dict[str, list]] = [self._empty_buffer() for _ in range(n)]
         stats = CollectStats()
+        bar = tqdm(
+            total=target,
+            unit="step" if num_steps is not None else "episode",
+            desc="collect (train)" if self.train else "collect (test)",
+            leave=False,
+            disable=target < 10,
+        )
 
         while True:
             act = self.select_actions(self.obs)
@@ -216,9 +224,11 @@ class Collector:
 
             self.obs = next_obs
             self.obs_uint8 = info["obs_uint8"].copy()
+            bar.update(n if num_steps is not None else int(dead.sum()))
             done = stats.num_steps >= num_steps if num_steps is not None else stats.num_episodes >= num_episodes
             if done:
                 break
+        bar.close()
 
         if self.train:
             # the in-progress part of each episode is stored now and continued by the next call
