@@ -1,8 +1,9 @@
 """Wall time of whole epochs, split by component (collect / denoiser / rew_end_model / actor_critic / evaluate).
 
-Runs epochs of a fresh run with a Kedro profile's parameters (default: quick) in a temporary folder, through
-the same library calls as the ``atari_epoch`` pipeline, and prints the split of each epoch. Epoch 1 includes
-the initial collection and the long first training; later epochs are the steady state.
+Runs epochs of a fresh run with a Kedro profile's parameters (default: quick) in a temporary folder with
+``AtariRun.run_epoch`` (the phases that the ``atari_epoch`` pipeline runs as separate nodes), and prints the
+split of each epoch. Epoch 1 includes the initial collection and the long first training; later epochs are
+the steady state.
 
     python benchmarks/bench_epoch.py                 # quick profile, 2 epochs, CPU
     python benchmarks/bench_epoch.py --env base --epochs 1 --params run.device=cuda   # paper config on a GPU
@@ -58,13 +59,7 @@ def main() -> None:
         try:
             for _ in range(args.epochs):
                 start = time.perf_counter()
-                run.begin_epoch()
-                run.collect()
-                run.train_denoiser()
-                run.train_rew_end_model()
-                run.train_actor_critic()
-                run.evaluate()
-                report = run.commit()
+                report = run.run_epoch()
                 total = time.perf_counter() - start
                 cells = [report.metrics.get(f"{p}/wall_time_s", 0.0) for p in PHASES]
                 print(f"{report.epoch:>5} " + " ".join(f"{c:>13.1f}s" for c in cells)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from diamond_kedro.envs.atari import make_atari_env
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.evaluation.fidelity import choose_contexts, plot_fidelity_curves, world_model_fidelity
 from diamond_kedro.evaluation.video import trajectory_grid, write_comparison_video
 from diamond_kedro.replay.sampler import iter_test_batches
+from diamond_kedro.training.run_common import MetricAccumulator
 
 if TYPE_CHECKING:
     from diamond_kedro.training.run import AtariRun
@@ -30,18 +30,7 @@ if TYPE_CHECKING:
 
 def play_test_episodes(run: "AtariRun", num_episodes: int, store=None) -> tuple[list[float], list[int]]:
     """Returns and lengths of ``num_episodes`` full test games with the current policy (optionally stored)."""
-    cfg = run.cfg
-    env = make_atari_env(
-        cfg.env.game,
-        num_envs=1,
-        done_on_life_loss=False,
-        seed=int(run.rng.integers(2**31)),
-        device=run.device,
-        noop_max=cfg.env.noop_max,
-        frame_skip=cfg.env.frame_skip,
-        screen_size=cfg.env.size,
-        max_num_frames_per_episode=cfg.env.max_num_frames_per_episode,
-    )
+    env = run.make_env(num_envs=1, done_on_life_loss=False, seed=int(run.rng.integers(2**31)))
     try:
         collector = Collector(
             env, store=store, policy=run.agent.actor_critic, epsilon=0.0, train=False, seed=int(run.rng.integers(2**31))
@@ -56,13 +45,8 @@ def play_test_episodes(run: "AtariRun", num_episodes: int, store=None) -> tuple[
 @torch.no_grad()
 def test_losses(model: torch.nn.Module, store, batch_size: int, seq_len: int, device: torch.device) -> tuple[dict[str, float], int]:
     """Mean loss of ``model`` over the test store, traversed deterministically (spec §1.8)."""
-    from diamond_kedro.training.run import MetricAccumulator
-
     model.eval()
-    acc = MetricAccumulator()
-    for batch in iter_test_batches(store, batch_size, seq_len, device=device):
-        _, metrics = model.compute_loss(batch)
-        acc.add(metrics)
+    acc = MetricAccumulator.over(model.compute_loss(b)[1] for b in iter_test_batches(store, batch_size, seq_len, device=device))
     model.train()
     return acc.result(), acc.count
 
@@ -122,17 +106,12 @@ def evaluate_run(run: "AtariRun") -> dict[str, float]:
                 "test_dataset/num_episodes": float(len(returns)),
             }
         )
-        d = run.cfg.denoiser.model
-        den, n_den = test_losses(
-            run.agent.denoiser, run.replay_test, cfg.test_batch_size, d.num_steps_conditioning + 1 + d.num_autoregressive_steps, run.device
-        )
-        metrics.update({f"denoiser/test/{k}": v for k, v in den.items()})
-        metrics["denoiser/test/num_batch_test_denoiser"] = n_den
-        rew, n_rew = test_losses(
-            run.agent.rew_end_model, run.replay_test, cfg.test_batch_size, run.cfg.rew_end_model.training.seq_length, run.device
-        )
-        metrics.update({f"rew_end_model/test/{k}": v for k, v in rew.items()})
-        metrics["rew_end_model/test/num_batch_test_rew_end_model"] = n_rew
+        for name in ("denoiser", "rew_end_model"):
+            losses, num_batches = test_losses(
+                getattr(run.agent, name), run.replay_test, cfg.test_batch_size, run.seq_len(name), run.device
+            )
+            metrics.update({f"{name}/test/{k}": v for k, v in losses.items()})
+            metrics[f"{name}/test/num_batch_test_{name}"] = num_batches
         fidelity, media = fidelity_and_media(run, run.replay_test)
         metrics.update(fidelity)
         for path in media:

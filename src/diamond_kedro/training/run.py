@@ -9,52 +9,62 @@ A run lives in ``<run.root>/<Game>_seed<seed>_<name>/``::
     metrics.json, curves/*.tsv      the latest epoch's metrics and learning curves (``dvc metrics/plots``)
 
 An epoch is: ``begin_epoch`` -> ``collect`` -> ``train_denoiser`` -> ``train_rew_end_model`` ->
-``train_actor_critic`` -> ``evaluate`` -> ``commit``. Nothing of an epoch is durable until ``commit``
+``train_actor_critic`` -> ``evaluate`` -> ``commit`` (all of them: ``AtariRun.run_epoch``; one Kedro node
+each: the ``atari_epoch`` pipeline). Nothing of an epoch is durable until ``commit``
 rewrites ``state.pt`` atomically; replay chunks written by an uncommitted epoch carry its number and are
 rolled back when the run is reopened, and the collector resumes from the committed emulator states, so a
-run killed at any point resumes with no lost or duplicated transitions.
+run killed at any point resumes with no lost or duplicated transitions. The folder layout, state file,
+epoch bookkeeping and commit protocol shared with the CS:GO run are in :mod:`.run_common`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import random
-import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from diamond_kedro.config import DiamondConfig
-from diamond_kedro.envs.atari import make_atari_env, resolve_game
+from diamond_kedro.envs.atari import TorchAtariEnv, make_atari_env, resolve_game
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
 from diamond_kedro.models.actor_critic import ActorCriticConfig
 from diamond_kedro.models.agent import Agent, AgentConfig, save_checkpoint
-from diamond_kedro.models.denoiser import DenoiserConfig, SigmaDistributionConfig
 from diamond_kedro.models.diffusion_sampler import DiffusionSamplerConfig
 from diamond_kedro.models.rew_end_model import RewEndModelConfig
-from diamond_kedro.models.rew_end_model import classification_metrics as rew_end_classification_metrics
-from diamond_kedro.models.unet import InnerModelConfig
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler
 from diamond_kedro.replay.store import ReplayStore
-from diamond_kedro.reporting import EpochReport, emit, flatten
+from diamond_kedro.reporting import EpochReport
 from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
-from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler, optimizer_step
+from diamond_kedro.training.optim import optimizer_step
+from diamond_kedro.training.run_common import (  # noqa: F401  (re-exported: the public API of this module)
+    BaseRunPaths,
+    MetricAccumulator,
+    RunIsOver,
+    TrainingRun,
+    append_curve,
+    denoiser_config,
+    resolve_device,
+)
 from diamond_kedro.utils.allocator import tune_glibc_malloc
-from diamond_kedro.utils.atomic import atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("denoiser", "rew_end_model", "actor_critic")
+
+# Learning curves that ``dvc plots show`` renders (one TSV per metric, appended at each commit).
+CURVE_KEYS = (
+    "denoiser/train/loss_denoising",
+    "rew_end_model/train/loss_total",
+    "actor_critic/train/loss_total",
+    "actor_critic/train/imagined_return_mean",
+    "test_dataset/return_mean",
+    "train_dataset/return_mean",
+)
 
 
 def game_name(cfg: DiamondConfig) -> str:
@@ -66,18 +76,9 @@ def run_key(cfg: DiamondConfig) -> str:
     return f"{game_name(cfg)}_seed{cfg.run.seed}_{cfg.run.name}"
 
 
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"run.device={spec!r} but CUDA is not available on this machine")
-    return device
-
-
 @dataclass(frozen=True)
-class RunPaths:
-    root: Path
+class RunPaths(BaseRunPaths):
+    """An Atari run's folder: the common files plus the replay stores and the agent versions."""
 
     @property
     def replay_train(self) -> Path:
@@ -88,36 +89,8 @@ class RunPaths:
         return self.root / "replay" / "test"
 
     @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def state(self) -> Path:
-        return self.checkpoints / "state.pt"
-
-    @property
     def agent_versions(self) -> Path:
         return self.checkpoints / "agent_versions"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def curves(self) -> Path:
-        return self.root / "curves"
-
-    @property
-    def media(self) -> Path:
-        return self.root / "media"
-
-    @property
-    def logged_marker(self) -> Path:
-        return self.root / ".last_logged_epoch"
-
-    @property
-    def over_marker(self) -> Path:
-        return self.root / ".run_is_over"
 
 
 @dataclass
@@ -140,20 +113,8 @@ class Counters:
 
 def build_agent(cfg: DiamondConfig, num_actions: int) -> Agent:
     """The three models from the validated parameters (``conf/*/parameters_train_*.yml``)."""
-    d, r, a = cfg.denoiser.model, cfg.rew_end_model.model, cfg.actor_critic.model
-    denoiser = DenoiserConfig(
-        inner_model=InnerModelConfig(
-            num_steps_conditioning=d.num_steps_conditioning,
-            cond_channels=d.cond_channels,
-            depths=list(d.depths),
-            channels=list(d.channels),
-            attn_depths=list(d.attn_depths),
-        ),
-        sigma_data=d.sigma_data,
-        sigma_offset_noise=d.sigma_offset_noise,
-        num_autoregressive_steps=d.num_autoregressive_steps,
-        sigma_distribution=SigmaDistributionConfig(**cfg.denoiser.sigma_distribution.model_dump()),
-    )
+    r, a = cfg.rew_end_model.model, cfg.actor_critic.model
+    denoiser = denoiser_config(cfg.denoiser)
     rew_end_model = RewEndModelConfig(
         lstm_dim=r.lstm_dim,
         img_size=cfg.env.size,
@@ -177,46 +138,26 @@ def sampler_config(cfg: DiamondConfig) -> DiffusionSamplerConfig:
 # --------------------------------------------------------------------------------------------------
 
 
-class RunIsOver(RuntimeError):
-    """Raised by ``begin_epoch`` when every epoch of the run is committed."""
+class AtariRun(TrainingRun):
+    """State and phases of one training run. Use ``AtariRun.open(cfg)``; see the module docstring
+    (and :mod:`diamond_kedro.training.run_common` for the parts shared with the CS:GO run)."""
 
-
-class AtariRun:
-    """State and phases of one training run. Use ``AtariRun.open(cfg)``; see the module docstring."""
+    kind = "atari"
+    curve_keys = CURVE_KEYS
+    paths_cls = RunPaths
+    paths: RunPaths
+    counters: Counters
 
     def __init__(self, cfg: DiamondConfig, root: Path | None = None) -> None:
-        self.cfg = cfg
-        self.paths = RunPaths(Path(root) if root is not None else Path(cfg.run.root) / run_key(cfg))
         if cfg.run.tune_malloc:
             tune_glibc_malloc()
-        if cfg.run.num_threads:
-            torch.set_num_threads(cfg.run.num_threads)
-        self.device = resolve_device(cfg.run.device)
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True  # spec §6.2: TF32 matmuls on
-            torch.backends.cudnn.allow_tf32 = True
-        self._seed_everything(cfg.run.seed)
+        super().__init__(cfg, run_key(cfg), root)
+        self.rng = np.random.default_rng(cfg.run.seed)
 
-        self.train_env = make_atari_env(
-            cfg.env.game,
-            num_envs=cfg.env.num_envs,
-            done_on_life_loss=True,
-            seed=cfg.run.seed,
-            device=self.device,
-            noop_max=cfg.env.noop_max,
-            frame_skip=cfg.env.frame_skip,
-            screen_size=cfg.env.size,
-            max_num_frames_per_episode=cfg.env.max_num_frames_per_episode,
-        )
+        self.train_env = self.make_env(num_envs=cfg.env.num_envs, done_on_life_loss=True, seed=cfg.run.seed)
         self.num_actions = self.train_env.num_actions
         self.agent = build_agent(cfg, self.num_actions).to(self.device)
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
-        for name in COMPONENTS:
-            t = getattr(cfg, name).training
-            model = getattr(self.agent, name)
-            self.optimizers[name] = make_optimizer(model, lr=t.lr, weight_decay=t.weight_decay, eps=t.eps)
-            self.schedulers[name] = make_warmup_scheduler(self.optimizers[name], t.warmup_steps)
+        self._make_optimizers({name: getattr(self.agent, name) for name in COMPONENTS})
 
         # repair=True: a run killed between a chunk's rename and the manifest's rewrite is re-manifested from
         # the files; whatever the uncommitted epoch wrote is then rolled back in ``open``.
@@ -231,77 +172,55 @@ class AtariRun:
             seed=cfg.run.seed,
         )
         self.counters = Counters()
-        self.pending: EpochReport | None = None  # the epoch in progress
         self._wm_env: WorldModelEnv | None = None
         self._rollout: RolloutLoop | None = None
         self._samplers: dict[str, SegmentSampler] = {}
-        self._epoch_start = 0.0
+
+    def make_env(self, *, num_envs: int, done_on_life_loss: bool, seed: int) -> TorchAtariEnv:
+        """The configured game on the run's device: the train env, or a test env (``evaluation.py``)."""
+        e = self.cfg.env
+        return make_atari_env(
+            e.game,
+            num_envs=num_envs,
+            done_on_life_loss=done_on_life_loss,
+            seed=seed,
+            device=self.device,
+            noop_max=e.noop_max,
+            frame_skip=e.frame_skip,
+            screen_size=e.size,
+            max_num_frames_per_episode=e.max_num_frames_per_episode,
+        )
 
     # -- opening and resuming --------------------------------------------------------------------
-    @classmethod
-    def open(cls, cfg: DiamondConfig, root: Path | None = None) -> "AtariRun":
-        run = cls(cfg, root)
-        if run.paths.state.exists():
-            run._load_state()
-        else:
-            # a first epoch killed before its commit: throw away its partial replay
-            run.replay_train.rollback(0)
-            run.replay_test.clear()
-        run._flush_unlogged_report()
-        return run
+    def _start_fresh(self) -> None:
+        # a first epoch killed before its commit: throw away its partial replay
+        self.replay_train.rollback(0)
+        self.replay_test.clear()
 
-    def _seed_everything(self, seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
+    def _own_rng_state(self) -> dict[str, Any]:
+        return {"numpy_generator": self.rng.bit_generator.state}
 
-    def _rng_state(self) -> dict[str, Any]:
-        state = {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "numpy_generator": self.rng.bit_generator.state,
-            "torch": torch.get_rng_state(),
-        }
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def _set_rng_state(self, state: dict[str, Any]) -> None:
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+    def _set_own_rng_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["numpy_generator"]
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
 
     def _state_dict(self) -> dict[str, Any]:
         return {
             "format": 1,
-            "run_key": run_key(self.cfg),
-            "config": self.cfg.model_dump(),
+            **super()._state_dict(),
             "num_actions": self.num_actions,
-            "counters": asdict(self.counters),
             "agent": self.agent.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "collector": self.collector.state_dict(),
-            "rng": self._rng_state(),
-            "report": self.pending,
         }
 
-    def _load_state(self) -> None:
-        path = self.paths.state
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a torn file cannot happen with atomic writes; a foreign one can
-            raise ValueError(f"cannot read run state {path}: {exc}") from exc
+    def _check_state(self, state: Any, path: Path) -> None:
         if not isinstance(state, dict) or state.get("format") != 1:
             raise ValueError(f"{path} is not a diamond-kedro run state (format 1)")
         if state["num_actions"] != self.num_actions:
             raise ValueError(
                 f"{path} was trained with {state['num_actions']} actions, {self.cfg.env.game} has {self.num_actions}"
             )
+
+    def _load_components(self, state: dict[str, Any], path: Path) -> None:
         try:
             self.agent.load_state_dict(state["agent"], strict=True)
         except RuntimeError as exc:
@@ -309,69 +228,36 @@ class AtariRun:
                 f"{path} does not match the configured models (did the model parameters change since the run "
                 f"started?): {exc}"
             ) from exc
-        for k in COMPONENTS:
-            self.optimizers[k].load_state_dict(state["optimizers"][k])
-            self.schedulers[k].load_state_dict(state["schedulers"][k])
-        self.counters = Counters(**state["counters"])
         self.collector.load_state_dict(state["collector"])
-        self._set_rng_state(state["rng"])
-        self.pending = state.get("report")
+
+    def _load_state(self) -> None:
+        super()._load_state()
         # chunks written by an epoch that never committed are not part of the run
         self.replay_train.rollback(self.counters.epoch)
-        log.info("Resumed %s at epoch %d (%d env steps)", run_key(self.cfg), self.counters.epoch, self.counters.env_steps)
 
-    def _flush_unlogged_report(self) -> None:
-        """A crash between ``commit``'s save and its emit leaves one report unlogged: send it now."""
-        if self.pending is None:
-            return
-        logged = int(self.paths.logged_marker.read_text()) if self.paths.logged_marker.exists() else 0
-        if self.pending.epoch > logged:
-            emit(self.pending)
-            atomic_write_text(self.paths.logged_marker, str(self.pending.epoch))
-        self.pending = None
+    def _progress_note(self) -> str:
+        return f" ({self.counters.env_steps} env steps)"
 
     # -- epoch bookkeeping -----------------------------------------------------------------------
-    @property
-    def epoch(self) -> int:
-        """The epoch in progress (after ``begin_epoch``), else the last committed one."""
-        return self.pending.epoch if self.pending is not None else self.counters.epoch
-
     @property
     def final_metrics(self) -> dict[str, float]:
         return self.counters.final_metrics
 
     @property
-    def is_over(self) -> bool:
+    def total_epochs(self) -> int | None:
+        """The collecting epochs (known after the initial collection) and the final ones (spec §6.1)."""
         total = self.counters.num_epochs_collect
-        return total is not None and self.counters.epoch >= total + self.cfg.run.num_final_epochs
+        return None if total is None else total + self.cfg.run.num_final_epochs
 
-    @property
-    def is_last_epoch(self) -> bool:
-        total = self.counters.num_epochs_collect
-        return total is not None and self.epoch == total + self.cfg.run.num_final_epochs
-
-    def begin_epoch(self) -> int:
-        if self.is_over:
-            raise RunIsOver(f"run {run_key(self.cfg)} is over: all {self.counters.epoch} epochs are committed")
-        self.pending = EpochReport(
-            epoch=self.counters.epoch + 1, run_key=run_key(self.cfg), kind="atari", params=flatten(self.cfg.model_dump())
-        )
-        self._epoch_start = time.perf_counter()
-        log.info("Epoch %d of %s", self.pending.epoch, run_key(self.cfg))
-        return self.pending.epoch
-
-    def _report(self) -> EpochReport:
-        if self.pending is None:
-            raise RuntimeError("no epoch in progress: call begin_epoch() first")
-        return self.pending
-
-    @contextmanager
-    def _timed(self, component: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        seconds = time.perf_counter() - start
-        self._report().metrics[f"{component}/wall_time_s"] = seconds
-        log.info("%s took %.1f s", component, seconds)
+    def run_epoch(self) -> EpochReport:
+        """One whole epoch, every phase in order (spec §6.1); returns its committed report."""
+        self.begin_epoch()
+        self.collect()
+        self.train_denoiser()
+        self.train_rew_end_model()
+        self.train_actor_critic()
+        self.evaluate()
+        return self.commit()
 
     # -- collection (spec §1.6, §6.1) -------------------------------------------------------------
     def collect(self) -> dict[str, float]:
@@ -415,21 +301,24 @@ class AtariRun:
         return stats
 
     # -- world-model training (spec §2.3, §4.2) --------------------------------------------------
+    def seq_len(self, name: str) -> int:
+        """Segment length each component trains on (spec §2.3, §4.2); ``actor_critic``: the world-model
+        env's initial contexts (spec §5)."""
+        d = self.cfg.denoiser.model
+        if name == "denoiser":
+            return d.num_steps_conditioning + 1 + d.num_autoregressive_steps
+        if name == "rew_end_model":
+            return self.cfg.rew_end_model.training.seq_length
+        return d.num_steps_conditioning
+
     def _sampler(self, name: str) -> SegmentSampler:
         if name not in self._samplers:
-            if name == "denoiser":
-                d = self.cfg.denoiser.model
-                seq_len, padding = d.num_steps_conditioning + 1 + d.num_autoregressive_steps, "left"
-            elif name == "rew_end_model":
-                seq_len, padding = self.cfg.rew_end_model.training.seq_length, "both"
-            else:  # initial contexts of the world-model env
-                seq_len, padding = self.cfg.denoiser.model.num_steps_conditioning, "left"
             t = getattr(self.cfg, name).training
             self._samplers[name] = SegmentSampler(
                 self.replay_train,
                 batch_size=t.batch_size,
-                seq_len=seq_len,
-                padding=padding,
+                seq_len=self.seq_len(name),
+                padding="both" if name == "rew_end_model" else "left",
                 weights=t.sample_weights,
                 seed=int(self.rng.integers(2**31)),
                 device=self.device,
@@ -442,38 +331,29 @@ class AtariRun:
         t = getattr(self.cfg, name).training
         return t.steps_first_epoch if self.counters.num_batch_train[name] == 0 else t.steps_per_epoch
 
-    def _train_world_model_component(self, name: str) -> dict[str, float]:
-        model = getattr(self.agent, name)
+    def _train_steps(self, name: str, model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dict[str, Any]]]) -> dict[str, float]:
+        """This epoch's updates of component ``name``: one ``optimizer_step`` on ``loss_fn()`` each (spec §6.2)."""
         t = getattr(self.cfg, name).training
-        sampler = self._sampler(name)
-        steps = self._num_steps(name)
-        acc = MetricAccumulator()
-        grad_norm = 0.0
-        model.train()
-        for _ in tqdm(range(steps), desc=f"{name} (epoch {self.epoch})", leave=False, disable=steps == 0):
-            batch = sampler.sample()
-            loss, metrics = model.compute_loss(batch)
-            lr = self.optimizers[name].param_groups[0]["lr"]  # the lr this update uses (warm-up steps it after)
+
+        def update(acc: MetricAccumulator) -> float:
+            loss, metrics = loss_fn()
             grad_norm = optimizer_step(model, self.optimizers[name], self.schedulers[name], loss, t.max_grad_norm)
             acc.add(metrics)
-            self.counters.num_batch_train[name] += 1
-        out = acc.result()
-        out[f"num_batch_train_{name}"] = self.counters.num_batch_train[name]
-        out["grad_norm_before_clip"] = grad_norm
-        out["lr"] = lr if steps else self.optimizers[name].param_groups[0]["lr"]
-        return out
+            return grad_norm
+
+        return self._optimise(name, self._num_steps(name), update)
+
+    def _train_world_model_component(self, name: str) -> dict[str, float]:
+        model = getattr(self.agent, name)
+        sampler = self._sampler(name)
+        model.train()
+        return self._train_steps(name, model, lambda: model.compute_loss(sampler.sample()))
 
     def train_denoiser(self) -> dict[str, float]:
-        with self._timed("denoiser"):
-            metrics = self._train_world_model_component("denoiser")
-        self._report().add("denoiser/train", metrics)
-        return metrics
+        return self._train_phase("denoiser", lambda: self._train_world_model_component("denoiser"))
 
     def train_rew_end_model(self) -> dict[str, float]:
-        with self._timed("rew_end_model"):
-            metrics = self._train_world_model_component("rew_end_model")
-        self._report().add("rew_end_model/train", metrics)
-        return metrics
+        return self._train_phase("rew_end_model", lambda: self._train_world_model_component("rew_end_model"))
 
     # -- RL in imagination (spec §5) -------------------------------------------------------------
     def world_model_env(self) -> WorldModelEnv:
@@ -500,41 +380,30 @@ class AtariRun:
         return self._wm_env
 
     def train_actor_critic(self) -> dict[str, float]:
+        return self._train_phase("actor_critic", self._train_actor_critic)
+
+    def _train_actor_critic(self) -> dict[str, float]:
         t = self.cfg.actor_critic.training
-        steps = self._num_steps("actor_critic")
         ac = self.agent.actor_critic
-        with self._timed("actor_critic"):
-            if self._rollout is None:
-                self._rollout = RolloutLoop(self.world_model_env(), ac, epsilon=0.0)
-            acc = MetricAccumulator()
-            grad_norm = 0.0
-            self.agent.denoiser.eval()
-            self.agent.rew_end_model.eval()
-            ac.train()
-            for _ in tqdm(range(steps), desc=f"actor_critic (epoch {self.epoch})", leave=False, disable=steps == 0):
-                rollout = self._rollout.run(t.backup_every)
-                loss, metrics = actor_critic_loss(
-                    rollout,
-                    gamma=t.gamma,
-                    lambda_=t.lambda_,
-                    weight_value_loss=t.weight_value_loss,
-                    weight_entropy_loss=t.weight_entropy_loss,
-                )
-                lr = self.optimizers["actor_critic"].param_groups[0]["lr"]
-                grad_norm = optimizer_step(ac, self.optimizers["actor_critic"], self.schedulers["actor_critic"], loss, t.max_grad_norm)
-                acc.add(metrics)
-                self.counters.num_batch_train["actor_critic"] += 1
-            metrics = acc.result()
-            metrics["num_batch_train_actor_critic"] = self.counters.num_batch_train["actor_critic"]
-            metrics["grad_norm_before_clip"] = grad_norm
-            metrics["lr"] = lr if steps else self.optimizers["actor_critic"].param_groups[0]["lr"]
-        self._report().add("actor_critic/train", metrics)
-        return metrics
+        if self._rollout is None:
+            self._rollout = RolloutLoop(self.world_model_env(), ac, epsilon=0.0)
+        rollout_loop = self._rollout
+
+        def loss_fn() -> tuple[torch.Tensor, dict[str, Any]]:
+            return actor_critic_loss(
+                rollout_loop.run(t.backup_every),
+                gamma=t.gamma,
+                lambda_=t.lambda_,
+                weight_value_loss=t.weight_value_loss,
+                weight_entropy_loss=t.weight_entropy_loss,
+            )
+
+        self.agent.denoiser.eval()
+        self.agent.rew_end_model.eval()
+        ac.train()
+        return self._train_steps("actor_critic", ac, loss_fn)
 
     # -- evaluation (spec §6.3) ------------------------------------------------------------------
-    def should_evaluate(self) -> bool:
-        return self.epoch % self.cfg.evaluate.every == 0 or self.is_last_epoch
-
     def evaluate(self) -> dict[str, float]:
         from diamond_kedro.training.evaluation import evaluate_run
 
@@ -544,26 +413,12 @@ class AtariRun:
             metrics = evaluate_run(self)
         return metrics
 
-    # -- commit ----------------------------------------------------------------------------------
-    def commit(self) -> EpochReport:
-        """Make the epoch durable (atomic ``state.pt``), then report it. Returns the epoch's report."""
-        report = self._report()
-        elapsed = time.perf_counter() - self._epoch_start
-        self.counters.wall_time_s += elapsed
-        report.metrics["duration"] = elapsed / 3600.0  # spec §6.5: hours per epoch
-        report.metrics["epoch"] = float(report.epoch)
-        self.counters.epoch = report.epoch
-        self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self._state_dict(), self.paths.state)
+    # -- commit (the protocol is TrainingRun.commit) -----------------------------------------------
+    def _after_save(self, report: EpochReport) -> None:
         self._save_agent_version(report)
-        self._write_dvc_metrics(report)
-        if self.is_over:
-            self.paths.over_marker.touch()
-        emit(report)
-        atomic_write_text(self.paths.logged_marker, str(report.epoch))
-        self.pending = None
-        log.info("Epoch %d committed in %.1f s (%d env steps)", report.epoch, elapsed, self.counters.env_steps)
-        return report
+
+    def _metrics_summary(self) -> dict[str, Any]:
+        return {"env_steps": self.counters.env_steps}
 
     def _save_agent_version(self, report: EpochReport) -> None:
         """Latest agent every epoch; every ``save_agent_every``-th kept, the newest ``num_agents_to_keep`` of them."""
@@ -582,81 +437,14 @@ class AtariRun:
         if epoch % every == 0 or self.is_over:
             report.artifacts.append(("checkpoints", path))
 
-    def _write_dvc_metrics(self, report: EpochReport) -> None:
-        metrics = {k: v for k, v in report.finite_metrics().items()}
-        summary = {"epoch": report.epoch, "env_steps": self.counters.env_steps, **metrics}
-        atomic_write_text(self.paths.metrics, json.dumps(summary, indent=2, sort_keys=True))
-        self.paths.curves.mkdir(parents=True, exist_ok=True)
-        for key in CURVE_KEYS:
-            if key in metrics:
-                append_curve(self.paths.curves / f"{key.replace('/', '__')}.tsv", key, report.epoch, metrics[key])
-
     def close(self) -> None:
         self.train_env.close()
-
-
-# Learning curves that ``dvc plots show`` renders (one TSV per metric, appended at each commit).
-CURVE_KEYS = (
-    "denoiser/train/loss_denoising",
-    "rew_end_model/train/loss_total",
-    "actor_critic/train/loss_total",
-    "actor_critic/train/imagined_return_mean",
-    "test_dataset/return_mean",
-    "train_dataset/return_mean",
-)
-
-
-def append_curve(path: Path, key: str, epoch: int, value: float) -> None:
-    """Rewrite the curve with this epoch's value (idempotent if an epoch is reported twice)."""
-    rows: dict[int, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines()[1:]:
-            e, v = line.split("\t")
-            rows[int(e)] = v
-    rows[epoch] = repr(float(value))
-    text = "epoch\t" + key.split("/")[-1] + "\n" + "".join(f"{e}\t{rows[e]}\n" for e in sorted(rows))
-    atomic_write_text(path, text)
-
-
-class MetricAccumulator:
-    """Averages scalar metrics over steps; sums confusion matrices and derives per-class scores at the end.
-
-    Per-batch precision/recall/F1 are not averaged (an average of ratios is not the ratio of the sums):
-    they are recomputed from the accumulated confusion matrices (spec §4.2).
-    """
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.confusion: dict[str, torch.Tensor] = {}
-        self.count = 0
-
-    def add(self, metrics: dict[str, Any]) -> None:
-        self.count += 1
-        for k, v in metrics.items():
-            if k == "confusion_matrix":
-                for name, cm in v.items():
-                    self.confusion[name] = self.confusion.get(name, 0) + cm.detach().cpu()
-            elif "_class_" not in k:
-                self.sums[k] = self.sums.get(k, 0.0) + float(v)
-
-    def result(self) -> dict[str, float]:
-        out = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
-        if self.confusion:
-            scores = rew_end_classification_metrics(self.confusion["rew"], self.confusion["end"])
-            out.update({f"classification_metrics/{k}": v for k, v in scores.items()})
-        return out
 
 
 def run_epoch(cfg: DiamondConfig) -> EpochReport:
     """One whole epoch outside Kedro (notebooks, scripts): open, run every phase, commit."""
     run = AtariRun.open(cfg)
     try:
-        run.begin_epoch()
-        run.collect()
-        run.train_denoiser()
-        run.train_rew_end_model()
-        run.train_actor_critic()
-        run.evaluate()
-        return run.commit()
+        return run.run_epoch()
     finally:
         run.close()

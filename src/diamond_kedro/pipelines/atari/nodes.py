@@ -14,13 +14,7 @@ def train_run(parameters: dict[str, Any]) -> dict[str, float]:
     run = AtariRun.open(parse_config(parameters))
     try:
         while not run.is_over:
-            run.begin_epoch()
-            run.collect()
-            run.train_denoiser()
-            run.train_rew_end_model()
-            run.train_actor_critic()
-            run.evaluate()
-            run.commit()
+            run.run_epoch()
         return dict(run.final_metrics)
     finally:
         run.close()

@@ -1,0 +1,411 @@
+"""What every training run shares, Atari (:class:`~diamond_kedro.training.run.AtariRun`) or CS:GO
+(:class:`~diamond_kedro.training.csgo_run.CsgoRun`): the run folder, device and seeding, the resumable
+state file, the epoch's bookkeeping (``begin_epoch`` ... ``commit``), the optimiser loop and the metrics
+written for DVC.
+
+``TrainingRun`` is a base class rather than a set of helper functions because the shared part is a
+protocol, not a computation: ``open`` loads the state or starts afresh, ``commit`` saves it atomically,
+then reports, and a crash anywhere in between is recovered the same way. The subclasses fill in only
+what differs (their models, what else goes into ``state.pt``, how many epochs the run has).
+
+The commit protocol: nothing of an epoch is durable until ``commit`` rewrites ``checkpoints/state.pt``
+atomically, with the epoch's report inside it. The report is then emitted and ``.last_logged_epoch``
+written; a crash between the two is caught by the next ``open``, which emits the report still in the
+state file (``_flush_unlogged_report``), so every epoch is reported exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Self
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from diamond_kedro.models.denoiser import DenoiserConfig, SigmaDistributionConfig
+from diamond_kedro.models.rew_end_model import classification_metrics as rew_end_classification_metrics
+from diamond_kedro.models.unet import InnerModelConfig
+from diamond_kedro.reporting import EpochReport, emit, flatten
+from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler
+from diamond_kedro.utils.atomic import atomic_torch_save, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"run.device={spec!r} but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """The global generators (Python, numpy, torch); each run keeps its own generators besides."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def denoiser_config(section: Any, inner_model: dict[str, Any] | None = None, **extra: Any) -> DenoiserConfig:
+    """A ``DenoiserConfig`` from a validated config section with ``.model`` and ``.sigma_distribution``
+    (Atari denoiser, CS:GO dynamics and upsampler). ``inner_model`` / ``extra``: the fields only some of
+    them set (actions, upsampling, ...), passed to ``InnerModelConfig`` / ``DenoiserConfig``."""
+    m = section.model
+    return DenoiserConfig(
+        inner_model=InnerModelConfig(
+            num_steps_conditioning=m.num_steps_conditioning,
+            cond_channels=m.cond_channels,
+            depths=list(m.depths),
+            channels=list(m.channels),
+            attn_depths=list(m.attn_depths),
+            **(inner_model or {}),
+        ),
+        sigma_data=m.sigma_data,
+        sigma_offset_noise=m.sigma_offset_noise,
+        num_autoregressive_steps=m.num_autoregressive_steps,
+        sigma_distribution=SigmaDistributionConfig(**section.sigma_distribution.model_dump()),
+        **extra,
+    )
+
+
+@dataclass(frozen=True)
+class BaseRunPaths:
+    """The files every run folder has; Atari runs add their replay stores and agent versions."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def state(self) -> Path:
+        return self.checkpoints / "state.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves"
+
+    @property
+    def media(self) -> Path:
+        return self.root / "media"
+
+    @property
+    def logged_marker(self) -> Path:
+        return self.root / ".last_logged_epoch"
+
+    @property
+    def over_marker(self) -> Path:
+        return self.root / ".run_is_over"
+
+
+class RunIsOver(RuntimeError):
+    """Raised by ``begin_epoch`` when every epoch of the run is committed."""
+
+
+def append_curve(path: Path, key: str, epoch: int, value: float) -> None:
+    """Rewrite the curve with this epoch's value (idempotent if an epoch is reported twice)."""
+    rows: dict[int, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines()[1:]:
+            e, v = line.split("\t")
+            rows[int(e)] = v
+    rows[epoch] = repr(float(value))
+    text = "epoch\t" + key.split("/")[-1] + "\n" + "".join(f"{e}\t{rows[e]}\n" for e in sorted(rows))
+    atomic_write_text(path, text)
+
+
+class MetricAccumulator:
+    """Averages scalar metrics over steps; sums confusion matrices and derives per-class scores at the end.
+
+    Per-batch precision/recall/F1 are not averaged (an average of ratios is not the ratio of the sums):
+    they are recomputed from the accumulated confusion matrices (spec §4.2).
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.confusion: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    @classmethod
+    def over(cls, metrics: Iterable[dict[str, Any]]) -> "MetricAccumulator":
+        """The accumulation of every step's metrics (e.g. a test split's batches)."""
+        acc = cls()
+        for m in metrics:
+            acc.add(m)
+        return acc
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        self.count += 1
+        for k, v in metrics.items():
+            if k == "confusion_matrix":
+                for name, cm in v.items():
+                    self.confusion[name] = self.confusion.get(name, 0) + cm.detach().cpu()
+            elif "_class_" not in k:
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+
+    def result(self) -> dict[str, float]:
+        out = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        if self.confusion:
+            scores = rew_end_classification_metrics(self.confusion["rew"], self.confusion["end"])
+            out.update({f"classification_metrics/{k}": v for k, v in scores.items()})
+        return out
+
+
+def progress(steps: int, desc: str) -> Iterator[int]:
+    """``range(steps)`` with a transient progress bar (none for zero steps)."""
+    return iter(tqdm(range(steps), desc=desc, leave=False, disable=steps == 0))
+
+
+class TrainingRun(ABC):
+    """State and epoch protocol of one training run; see the module docstring.
+
+    A subclass sets ``kind`` and ``curve_keys``, creates ``self.counters`` (a dataclass with at least
+    ``epoch``, ``num_batch_train`` and ``wall_time_s``) and its optimisers (``_make_optimizers``), and
+    implements ``total_epochs``, ``_check_state`` and ``_load_components``; it extends ``_state_dict``
+    with what else it must persist.
+    """
+
+    kind: ClassVar[str]  # EpochReport.kind
+    curve_keys: ClassVar[tuple[str, ...]]  # learning curves that ``dvc plots show`` renders
+    paths_cls: ClassVar[type[BaseRunPaths]] = BaseRunPaths
+    over_error: ClassVar[type[RunIsOver]] = RunIsOver
+
+    counters: Any
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+
+    def __init__(self, cfg: Any, key: str, root: Path | None = None) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.paths = self.paths_cls(Path(root) if root is not None else Path(cfg.run.root) / key)
+        if cfg.run.num_threads:
+            torch.set_num_threads(cfg.run.num_threads)
+        self.device = resolve_device(cfg.run.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # spec §6.2: TF32 matmuls on
+            torch.backends.cudnn.allow_tf32 = True
+        seed_everything(cfg.run.seed)
+        self.pending: EpochReport | None = None  # the epoch in progress
+        self._epoch_start = 0.0
+
+    def _make_optimizers(self, models: dict[str, torch.nn.Module]) -> None:
+        """AdamW + linear warm-up per model, from the model's ``<name>.training`` section (spec §6.2)."""
+        self.optimizers, self.schedulers = {}, {}
+        for name, model in models.items():
+            t = getattr(self.cfg, name).training
+            self.optimizers[name] = make_optimizer(model, lr=t.lr, weight_decay=t.weight_decay, eps=t.eps)
+            self.schedulers[name] = make_warmup_scheduler(self.optimizers[name], t.warmup_steps)
+
+    # -- opening and resuming --------------------------------------------------------------------
+    @classmethod
+    def open(cls, cfg: Any, root: Path | None = None) -> Self:
+        run = cls(cfg, root)
+        if run.paths.state.exists():
+            run._load_state()
+        else:
+            run._start_fresh()
+        run._flush_unlogged_report()
+        return run
+
+    def _start_fresh(self) -> None:
+        """No committed state: undo whatever a first epoch killed before its commit left behind."""
+
+    def _rng_state(self) -> dict[str, Any]:
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        state.update(self._own_rng_state())
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        self._set_own_rng_state(state)
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def _own_rng_state(self) -> dict[str, Any]:
+        """The run's own generators (beside the global ones), saved under ``state["rng"]``."""
+        return {}
+
+    def _set_own_rng_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _state_dict(self) -> dict[str, Any]:
+        """What every ``state.pt`` holds; subclasses add their format tag and models."""
+        return {
+            "run_key": self.key,
+            "config": self.cfg.model_dump(),
+            "counters": asdict(self.counters),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "rng": self._rng_state(),
+            "report": self.pending,
+        }
+
+    @property
+    def _state_map_location(self) -> torch.device:
+        return self.device
+
+    @abstractmethod
+    def _check_state(self, state: Any, path: Path) -> None:
+        """Raise ValueError unless ``state`` is this kind of run's state (format, shapes)."""
+
+    @abstractmethod
+    def _load_components(self, state: dict[str, Any], path: Path) -> None:
+        """Load the models (and anything else the subclass saved) from ``state``."""
+
+    def _load_state(self) -> None:
+        path = self.paths.state
+        try:
+            state = torch.load(path, map_location=self._state_map_location, weights_only=False)
+        except Exception as exc:  # a torn file cannot happen with atomic writes; a foreign one can
+            raise ValueError(f"cannot read run state {path}: {exc}") from exc
+        self._check_state(state, path)
+        self._load_components(state, path)
+        for k in self.optimizers:
+            self.optimizers[k].load_state_dict(state["optimizers"][k])
+            self.schedulers[k].load_state_dict(state["schedulers"][k])
+        self.counters = type(self.counters)(**state["counters"])
+        self._set_rng_state(state["rng"])
+        self.pending = state.get("report")
+        log.info("Resumed %s at epoch %d%s", self.key, self.counters.epoch, self._progress_note())
+
+    def _flush_unlogged_report(self) -> None:
+        """A crash between ``commit``'s save and its emit leaves one report unlogged: send it now."""
+        if self.pending is None:
+            return
+        logged = int(self.paths.logged_marker.read_text()) if self.paths.logged_marker.exists() else 0
+        if self.pending.epoch > logged:
+            emit(self.pending)
+            atomic_write_text(self.paths.logged_marker, str(self.pending.epoch))
+        self.pending = None
+
+    def _progress_note(self) -> str:
+        """Appended to the resume and commit log lines (e.g. the env steps)."""
+        return ""
+
+    # -- epoch bookkeeping -----------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """The epoch in progress (after ``begin_epoch``), else the last committed one."""
+        return self.pending.epoch if self.pending is not None else self.counters.epoch
+
+    @property
+    @abstractmethod
+    def total_epochs(self) -> int | None:
+        """Number of epochs of the whole run; None while not yet known."""
+
+    @property
+    def is_over(self) -> bool:
+        total = self.total_epochs
+        return total is not None and self.counters.epoch >= total
+
+    @property
+    def is_last_epoch(self) -> bool:
+        total = self.total_epochs
+        return total is not None and self.epoch == total
+
+    def should_evaluate(self) -> bool:
+        return self.epoch % self.cfg.evaluate.every == 0 or self.is_last_epoch
+
+    def begin_epoch(self) -> int:
+        if self.is_over:
+            raise self.over_error(f"run {self.key} is over: all {self.counters.epoch} epochs are committed")
+        self.pending = EpochReport(
+            epoch=self.counters.epoch + 1, run_key=self.key, kind=self.kind, params=flatten(self.cfg.model_dump())
+        )
+        self._epoch_start = time.perf_counter()
+        log.info("Epoch %d of %s", self.pending.epoch, self.key)
+        return self.pending.epoch
+
+    def _report(self) -> EpochReport:
+        if self.pending is None:
+            raise RuntimeError("no epoch in progress: call begin_epoch() first")
+        return self.pending
+
+    @contextmanager
+    def _timed(self, component: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self._report().metrics[f"{component}/wall_time_s"] = seconds
+        log.info("%s took %.1f s", component, seconds)
+
+    # -- training ----------------------------------------------------------------------------------
+    def _train_phase(self, name: str, train: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """Run ``train`` timed, and add its metrics to the report under ``<name>/train``."""
+        with self._timed(name):
+            metrics = train()
+        self._report().add(f"{name}/train", metrics)
+        return metrics
+
+    def _optimise(self, name: str, steps: int, update: Callable[[MetricAccumulator], float]) -> dict[str, float]:
+        """``steps`` optimiser updates of model ``name``. ``update(acc)`` makes one, adding the metrics of
+        its batches to ``acc``, and returns the gradient norm before clipping. Returns the mean metrics,
+        the update count, and the last update's gradient norm and lr (the current lr if ``steps`` is 0)."""
+        opt = self.optimizers[name]
+        acc = MetricAccumulator()
+        grad_norm, lr = 0.0, opt.param_groups[0]["lr"]
+        for _ in progress(steps, f"{name} (epoch {self.epoch})"):
+            lr = opt.param_groups[0]["lr"]  # the lr this update uses (the warm-up schedule steps it after)
+            grad_norm = update(acc)
+            self.counters.num_batch_train[name] += 1
+        out = acc.result()
+        out[f"num_batch_train_{name}"] = self.counters.num_batch_train[name]
+        out["grad_norm_before_clip"] = grad_norm
+        out["lr"] = lr
+        return out
+
+    # -- commit ----------------------------------------------------------------------------------
+    def commit(self) -> EpochReport:
+        """Make the epoch durable (atomic ``state.pt``), then report it. Returns the epoch's report."""
+        report = self._report()
+        elapsed = time.perf_counter() - self._epoch_start
+        self.counters.wall_time_s += elapsed
+        report.metrics["duration"] = elapsed / 3600.0  # spec §6.5: hours per epoch
+        report.metrics["epoch"] = float(report.epoch)
+        self.counters.epoch = report.epoch
+        self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(self._state_dict(), self.paths.state)
+        self._after_save(report)
+        self._write_dvc_metrics(report)
+        if self.is_over:
+            self.paths.over_marker.touch()
+        emit(report)
+        atomic_write_text(self.paths.logged_marker, str(report.epoch))
+        self.pending = None
+        log.info("Epoch %d of %s committed in %.1f s%s", report.epoch, self.key, elapsed, self._progress_note())
+        return report
+
+    def _after_save(self, report: EpochReport) -> None:
+        """Files that follow ``state.pt`` at each commit (e.g. agent versions)."""
+
+    def _metrics_summary(self) -> dict[str, Any]:
+        """Entries of ``metrics.json`` beside the epoch and the report's metrics."""
+        return {}
+
+    def _write_dvc_metrics(self, report: EpochReport) -> None:
+        metrics = report.finite_metrics()
+        summary = {"epoch": report.epoch, **self._metrics_summary(), **metrics}
+        atomic_write_text(self.paths.metrics, json.dumps(summary, indent=2, sort_keys=True))
+        self.paths.curves.mkdir(parents=True, exist_ok=True)
+        for key in self.curve_keys:
+            if key in metrics:
+                append_curve(self.paths.curves / f"{key.replace('/', '__')}.tsv", key, report.epoch, metrics[key])
