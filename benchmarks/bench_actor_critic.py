@@ -13,7 +13,8 @@ Components (each in a fresh subprocess, random weights, synthetic contexts):
 
 Authors' figures on this CPU type (BASELINES.md, Breakout A=4): imagination step 6.3 s (tcmalloc) /
 13.1 s (glibc), actor-critic update 104.8 s / 119.5 s. A paper-config imagination step takes seconds
-on 2 cores: keep --steps small.
+on 2 cores: keep --steps small. ``python benchmarks/bench_models.py`` runs these two as well, after
+the world-model steps, and prints one summary table.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ import time
 AUTHORS_TCMALLOC_S = {"imagination_step": 6.3, "ac_update": 104.8}
 AUTHORS_GLIBC_S = {"imagination_step": 13.1, "ac_update": 119.5}
 COMPONENTS = list(AUTHORS_TCMALLOC_S)
+ISA_ENV = {  # limits every kernel library to AVX2, the ISA of the machine the authors' figures come from
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
 NUM_ACTIONS = 4  # Breakout, as in BASELINES.md
 
 
@@ -144,7 +148,9 @@ def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -
     ]
     if no_tuning:
         cmd.append("--no-malloc-tuning")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    env = os.environ.copy()
+    env.update(ISA_ENV.get(args.isa, {}))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -156,6 +162,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--preload", type=int, default=4, help="context batches per refill (paper: 256)")
+    p.add_argument("--isa", choices=["native", *ISA_ENV], default="native", help="limit kernels to an ISA")
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
     p.add_argument("--compare-malloc", action="store_true", help="run each component with and without tuning")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
@@ -169,15 +176,20 @@ def main() -> None:
     modes = [False, True] if args.compare_malloc else [args.no_malloc_tuning]
     print(
         f"device={args.device} threads={args.threads} steps={args.steps} warmup={args.warmup} "
-        f"envs=32 horizon=15 64x64 A={NUM_ACTIONS} preload={args.preload}"
+        f"envs=32 horizon=15 64x64 A={NUM_ACTIONS} preload={args.preload} isa={args.isa}"
     )
     for comp in components:
-        res = {no_tuning: _run_subprocess(args, comp, no_tuning) for no_tuning in modes}
+        res = {}
+        for no_tuning in modes:
+            load_before = os.getloadavg()[0]  # 1-min load: above ~2.3 on 2 cores, another process competed
+            res[no_tuning] = _run_subprocess(args, comp, no_tuning)
+            res[no_tuning]["load"] = (load_before, os.getloadavg()[0])
         for no_tuning, r in res.items():
             label = "glibc default" if no_tuning else ("malloc tuned" if r["malloc_tuned"] else "malloc (n/a)")
             line = (
                 f"{comp:16s} {label:13s} median {r['median_s']:8.3f} s  (steps {', '.join(f'{t:.2f}' for t in r['times_s'])})"
                 f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}  sys {r['sys_s']:.1f} s"
+                f"  load {r['load'][0]:.2f}->{r['load'][1]:.2f}"
             )
             if args.device == "cpu" and args.threads == 2:
                 line += (

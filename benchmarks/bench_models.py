@@ -1,13 +1,20 @@
-"""Median wall time per step of the world-model components at the paper configuration (batch 32, 64×64).
+"""Median wall time per step of every model step at the paper configuration (batch 32, 64×64, A=4).
 
-    python benchmarks/bench_models.py                       # all components, tuned malloc, CPU, 2 threads
+    python benchmarks/bench_models.py                       # all 6 steps incl. the actor-critic ones (~4 min)
     python benchmarks/bench_models.py --component denoiser_train --steps 3 --warmup 1
-    python benchmarks/bench_models.py --compare-malloc      # each component with and without malloc tuning
+    python benchmarks/bench_models.py --compare-malloc      # each step with and without malloc tuning
+    python benchmarks/bench_models.py --isa avx2            # restrict oneDNN/ATen/MKL to AVX2 (see below)
     python benchmarks/bench_models.py --device cuda
 
-Each component runs in a fresh subprocess (so allocator settings and peak RSS are per component).
-Authors' figures on this CPU type (BASELINES.md, tcmalloc, Breakout A=4): denoiser training step 10.9 s,
-sampling (3 Euler steps) 5.6 s, reward/end training step 9.0 s, imagination step 6.3 s (incl. actor).
+Each step runs in a fresh subprocess (so allocator settings and peak RSS are per step); the
+actor-critic steps (imagination_step, ac_update) come from bench_actor_critic.py. The summary prints
+our median, the authors' best figure (BASELINES.md, tcmalloc column, 2 threads) and authors/ours, with
+the 1-minute load average before and after each step: above ~2.3 on a 2-core machine another process
+competed, and with 2 OpenMP threads that can slow a step several-fold — rerun.
+
+The authors' figures were measured on Zen 3 cores with AVX2 only. If this machine has AVX-512 (check
+``grep -c avx512f /proc/cpuinfo``), ``--isa avx2`` limits the kernels to AVX2 for a fairer comparison
+of the code (clock and micro-architecture still differ).
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ import time
 
 AUTHORS_S = {"denoiser_train": 10.9, "denoiser_sample": 5.6, "rew_end_train": 9.0, "wm_env_step": 6.3}
 COMPONENTS = list(AUTHORS_S)
+AC_COMPONENTS = ["imagination_step", "ac_update"]  # from bench_actor_critic.py
+ISA_ENV = {  # environment that limits every kernel library to AVX2 (the baseline machine's ISA)
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
 NUM_ACTIONS = 4  # Breakout, as in BASELINES.md
 
 
@@ -139,6 +150,12 @@ def _worker(args: argparse.Namespace) -> dict:
     }
 
 
+def _bench_env(args: argparse.Namespace) -> dict[str, str]:
+    env = os.environ.copy()
+    env.update(ISA_ENV.get(args.isa, {}))
+    return env
+
+
 def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
     cmd = [
         sys.executable, __file__, "--_worker", "--component", component, "--steps", str(args.steps),
@@ -146,17 +163,31 @@ def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -
     ]
     if no_tuning:
         cmd.append("--no-malloc-tuning")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_bench_env(args))
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run_actor_critic_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_actor_critic.py")
+    cmd = [
+        sys.executable, script, "--_worker", "--component", component, "--steps", str(args.ac_steps),
+        "--warmup", "1", "--device", args.device, "--threads", str(args.threads), "--preload", "4",
+    ]
+    if no_tuning:
+        cmd.append("--no-malloc-tuning")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_bench_env(args))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--component", choices=COMPONENTS + ["all"], default="all")
-    p.add_argument("--steps", type=int, default=2, help="timed steps (paper config: ~10 s each on 2 CPU cores)")
+    p.add_argument("--component", choices=COMPONENTS + AC_COMPONENTS + ["all"], default="all")
+    p.add_argument("--steps", type=int, default=3, help="timed steps (paper config: a few s each on 2 CPU cores)")
+    p.add_argument("--ac-steps", type=int, default=1, help="timed actor-critic updates (~30 s each)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--isa", choices=["native", *ISA_ENV], default="native", help="limit kernels to an ISA")
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
     p.add_argument("--compare-malloc", action="store_true", help="run each component with and without tuning")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
@@ -166,22 +197,60 @@ def main() -> None:
         print(json.dumps(_worker(args)))
         return
 
-    components = COMPONENTS if args.component == "all" else [args.component]
+    from bench_actor_critic import AUTHORS_TCMALLOC_S  # same folder (script directory is on sys.path)
+
+    authors = {**AUTHORS_S, **AUTHORS_TCMALLOC_S}
+    components = COMPONENTS + AC_COMPONENTS if args.component == "all" else [args.component]
     modes = [False, True] if args.compare_malloc else [args.no_malloc_tuning]
-    print(f"device={args.device} threads={args.threads} steps={args.steps} warmup={args.warmup} batch=32 64x64 A={NUM_ACTIONS}")
+    print(
+        f"device={args.device} threads={args.threads} isa={args.isa} steps={args.steps} (ac: {args.ac_steps}) "
+        f"warmup={args.warmup} batch=32 64x64 A={NUM_ACTIONS} cpu={_cpu_name()}"
+    )
+    comparable = args.device == "cpu" and args.threads == 2
+    summary = []
     for comp in components:
-        res = {no_tuning: _run_subprocess(args, comp, no_tuning) for no_tuning in modes}
+        res = {}
+        for no_tuning in modes:
+            load_before = os.getloadavg()[0]
+            run = _run_actor_critic_subprocess if comp in AC_COMPONENTS else _run_subprocess
+            r = run(args, comp, no_tuning)
+            r["load"] = (load_before, os.getloadavg()[0])
+            res[no_tuning] = r
         for no_tuning, r in res.items():
             label = "glibc default" if no_tuning else ("malloc tuned" if r["malloc_tuned"] else "malloc (tuning n/a)")
             line = (
                 f"{comp:16s} {label:14s} median {r['median_s']:7.3f} s  (steps {', '.join(f'{t:.2f}' for t in r['times_s'])})"
-                f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}  sys {r['sys_s']:.1f} s"
+                f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}"
+                f"  sys {r['sys_s']:.1f} s  load {r['load'][0]:.2f}->{r['load'][1]:.2f}"
             )
-            if args.device == "cpu" and args.threads == 2:
-                line += f"  authors/ours = {AUTHORS_S[comp] / r['median_s']:.2f}x"
+            if comparable:
+                line += f"  authors/ours = {authors[comp] / r['median_s']:.2f}x"
             print(line, flush=True)
+            summary.append((comp, label, r))
         if len(res) == 2:
             print(f"{comp:16s} glibc-default / tuned time ratio = {res[True]['median_s'] / res[False]['median_s']:.2f}x")
+
+    print("\nstep              malloc          ours (s)  authors tcmalloc (s)  authors/ours  goal >=1.5x  load")
+    for comp, label, r in summary:
+        ratio = authors[comp] / r["median_s"]
+        goal = ("yes" if ratio >= 1.5 else "NO") if comparable else "n/a"
+        print(
+            f"{comp:17s} {label:14s} {r['median_s']:9.2f} {authors[comp]:20.1f} {ratio:13.2f}x  {goal:>10s}"
+            f"  {r['load'][0]:.2f}->{r['load'][1]:.2f}"
+        )
+
+
+def _cpu_name() -> str:
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        flags = "avx512" if " avx512f" in info else ("avx2" if " avx2" in info else "")
+    except OSError:
+        pass
+    import platform
+
+    return f"{platform.processor() or platform.machine()} {flags}".strip()
 
 
 if __name__ == "__main__":

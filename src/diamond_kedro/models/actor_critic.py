@@ -22,8 +22,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-GN_GROUP_SIZE = 32
-GN_EPS = 1e-5
+from diamond_kedro.models.blocks import SmallResBlock, conv_layout, init_lstm
 
 HiddenState = tuple[Tensor, Tensor]
 
@@ -56,52 +55,6 @@ class ActorCriticConfig:
         """Flattened encoder output: last channel count x (img_size / 2^#pools)^2 (1024 for the paper)."""
         side = self.img_size // 2 ** sum(1 for d in self.down if d)
         return self.channels[-1] * side * side
-
-
-def init_lstm(lstm: nn.LSTM | nn.LSTMCell) -> None:
-    """LSTM init used by DIAMOND (spec §4.1): Xavier-uniform input weights, orthogonal hidden weights,
-    zero biases except the forget-gate slice of the input bias, set to 1 so that early on the cell
-    remembers by default. PyTorch stacks gates as (i, f, g, o): the forget gate is the second quarter."""
-    for name, p in lstm.named_parameters():
-        if name.startswith("weight_ih"):
-            nn.init.xavier_uniform_(p.data)
-        elif name.startswith("weight_hh"):
-            nn.init.orthogonal_(p.data)
-        elif name.startswith("bias_ih"):
-            p.data.zero_()
-            n = p.shape[0]
-            p.data[n // 4 : n // 2] = 1.0
-        elif name.startswith("bias_hh"):
-            p.data.zero_()
-
-
-class GroupNorm(nn.Module):
-    """GroupNorm with ``max(1, C // 32)`` groups, wrapped so the parameter path reads ``….norm.weight``."""
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.norm = nn.GroupNorm(max(1, in_channels // GN_GROUP_SIZE), in_channels, eps=GN_EPS, affine=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x)
-
-
-class SmallResBlock(nn.Module):
-    """y = skip(x) + Conv3x3(SiLU(GroupNorm(x))); skip is identity unless channels change (then 1x1 conv)."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.f = nn.Sequential(
-            GroupNorm(in_channels),
-            nn.SiLU(inplace=True),  # in place on the GroupNorm output, which nothing else holds
-            nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1),
-        )
-        self.skip_projection = (
-            nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, kernel_size=1)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.skip_projection(x) + self.f(x)
 
 
 class ActorCriticEncoder(nn.Module):
@@ -150,7 +103,8 @@ class ActorCritic(nn.Module):
         """(N, 3, H, W) in [-1, 1] -> (N, lstm_input_dim) features (flattened, no extra nonlinearity)."""
         if obs.ndim != 4:
             raise ValueError(f"ActorCritic expects obs of shape (N, C, H, W), got {tuple(obs.shape)}")
-        return self.encoder(obs).flatten(start_dim=1)
+        # flatten is logical (NCHW order) whatever the layout: the LSTM sees the same feature order.
+        return self.encoder(conv_layout(obs)).flatten(start_dim=1)
 
     def forward(self, obs: Tensor, hx_cx: HiddenState | None = None) -> tuple[Tensor, Tensor, HiddenState]:
         """Returns logits (N, A), value (N,), and the new LSTM state (h, c), each (N, lstm_dim)."""

@@ -33,6 +33,53 @@ def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
 
 
+def conv_layout(x: Tensor) -> Tensor:
+    """The memory layout the denoiser's convolutions run fastest in on this device.
+
+    On CPU, oneDNN's fp32 convolutions are ~20 % faster in channels_last (NHWC) at 64 channels and
+    the layout then propagates through GroupNorm, SiLU, add, cat and max-pool (measured at batch 32,
+    64×64: denoiser 3-Euler sampling −20 %, training step −5 %; actor-critic update −20 %, mostly
+    max-pool). The reward/end encoder (32 channels, 576 frames) is slower in it and, in the default
+    layout, gets the fused AdaGroupNorm instead, so it does not use it. Other devices keep their
+    default layout (the cuDNN choice is left to the user).
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+def silu_temp(x: Tensor) -> Tensor:
+    """SiLU of a fresh temporary (a norm output): in place when autograd will not need ``x``.
+
+    Under autograd, SiLU's backward needs its input, so ``silu_`` would first save a copy of it: the
+    same memory as the out-of-place op plus one extra pass over the tensor. Without gradient (sampling,
+    imagination) the in-place op saves an allocation.
+    """
+    return F.silu(x, inplace=not (x.requires_grad and torch.is_grad_enabled()))
+
+
+class SiLUTemp(nn.Module):
+    """``silu_temp`` as a module (keeps the index of ``nn.SiLU`` in Sequentials, hence the state-dict keys)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return silu_temp(x)
+
+
+def init_lstm(lstm: nn.LSTM | nn.LSTMCell) -> None:
+    """LSTM init used by DIAMOND (spec §4.1): Xavier-uniform input-to-hidden weights, orthogonal
+    hidden-to-hidden weights, zero biases except the forget-gate slice of the input bias, set to 1 so
+    that early on the cell remembers by default. PyTorch stacks gates as (i, f, g, o): the forget gate
+    is the second quarter."""
+    for name, p in lstm.named_parameters():
+        if name.startswith("weight_ih"):
+            nn.init.xavier_uniform_(p.data)
+        elif name.startswith("weight_hh"):
+            nn.init.orthogonal_(p.data)
+        elif name.startswith("bias"):
+            p.data.zero_()
+            if name.startswith("bias_ih"):
+                n = p.size(0) // 4
+                p.data[n : 2 * n] = 1.0
+
+
 class GroupNorm(nn.Module):
     """Affine GroupNorm with max(1, C//32) groups; the wrapped module is named ``norm`` (state-dict key)."""
 
@@ -59,10 +106,19 @@ class AdaGroupNorm(nn.Module):
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         if x.size(1) != self.in_channels:
             raise ValueError(f"AdaGroupNorm expects {self.in_channels} channels, got {x.size(1)}")
-        h = F.group_norm(x, self.num_groups, eps=GN_EPS)
-        scale, shift = self.linear(cond)[:, :, None, None].chunk(2, dim=1)
-        # shift + h * (1 + scale) in one pass: one output tensor instead of two temporaries.
-        return torch.addcmul(shift, h, 1 + scale)
+        scale, shift = self.linear(cond).chunk(2, dim=1)  # each (N, C)
+        n, c, h, w = x.shape
+        if x.is_contiguous():
+            # Same function, one fused kernel: seen as a single sample with N·C channels and N·G groups,
+            # each group is still the C/G channels of one sample, and the per-sample affine becomes a
+            # per-channel one, which GroupNorm applies in the same pass. Saves a full read/write pass
+            # and, in training, one saved activation per norm (the plain route keeps GN(x) for the
+            # gradient of the scale): reward/end training step −30 % time, −2 GiB peak memory.
+            y = F.group_norm(x.view(1, n * c, h, w), n * self.num_groups, (1 + scale).flatten(), shift.flatten(), GN_EPS)
+            return y.view(n, c, h, w)
+        # channels_last (the denoiser on CPU, see ``conv_layout``): the view above does not exist.
+        h_ = F.group_norm(x, self.num_groups, eps=GN_EPS)
+        return torch.addcmul(shift[:, :, None, None], h_, 1 + scale[:, :, None, None])
 
 
 class SelfAttention2d(nn.Module):
@@ -143,7 +199,7 @@ class SmallResBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.f = nn.Sequential(GroupNorm(in_channels), nn.SiLU(inplace=True), conv3x3(in_channels, out_channels))
+        self.f = nn.Sequential(GroupNorm(in_channels), SiLUTemp(), conv3x3(in_channels, out_channels))
         self.skip_projection = nn.Identity() if in_channels == out_channels else conv1x1(in_channels, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -168,10 +224,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
         r = self.proj(x)
-        # The AdaGN output is a fresh temporary, so SiLU can overwrite it (no extra allocation when
-        # autograd is off; autograd keeps its own copy when it needs one).
-        h = self.conv1(F.silu(self.norm1(x, cond), inplace=True))
-        h = self.conv2(F.silu(self.norm2(h, cond), inplace=True))
+        h = self.conv1(silu_temp(self.norm1(x, cond)))
+        h = self.conv2(silu_temp(self.norm2(h, cond)))
         h = h.add_(r)  # conv outputs are not saved for backward: in place is safe
         return self.attn(h)
 

@@ -12,25 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diamond_kedro.models.blocks import Downsample, ResBlocks, conv3x3
+from diamond_kedro.models.blocks import Downsample, ResBlocks, conv3x3, init_lstm  # noqa: F401 (re-exported)
 from diamond_kedro.replay.batch import Batch
 
 HxCx = tuple[Tensor, Tensor]
-
-
-def init_lstm(module: nn.LSTM | nn.LSTMCell) -> None:
-    """Spec §4.1: input-to-hidden Xavier-uniform, hidden-to-hidden orthogonal, biases 0 except the
-    forget-gate slice (second quarter, gate order i, f, g, o) of the input bias, set to 1."""
-    for name, p in module.named_parameters():
-        if name.startswith("weight_ih"):
-            nn.init.xavier_uniform_(p.data)
-        elif name.startswith("weight_hh"):
-            nn.init.orthogonal_(p.data)
-        elif name.startswith("bias"):
-            p.data.zero_()
-            if name.startswith("bias_ih"):
-                n = p.size(0) // 4
-                p.data[n : 2 * n] = 1.0
 
 
 @dataclass

@@ -15,7 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diamond_kedro.models.blocks import Downsample, FourierFeatures, GroupNorm, ResBlocks, Upsample, conv3x3
+from diamond_kedro.models.blocks import (
+    Downsample,
+    FourierFeatures,
+    GroupNorm,
+    ResBlocks,
+    Upsample,
+    conv3x3,
+    conv_layout,
+    silu_temp,
+)
 
 
 class UNet(nn.Module):
@@ -145,6 +154,7 @@ class InnerModel(nn.Module):
         elif act is not None:
             raise ValueError("the upsampler takes no actions; pass act=None")
         cond = self.cond_proj(cond)
-        x = self.conv_in(torch.cat((obs, noisy_next_obs), dim=1))
+        x = self.conv_in(conv_layout(torch.cat((obs, noisy_next_obs), dim=1)))
         x = self.unet(x, cond)
-        return self.conv_out(F.silu(self.norm_out(x), inplace=True))
+        # Back to the default layout: callers get an ordinary contiguous (B, C, H, W) tensor.
+        return self.conv_out(silu_temp(self.norm_out(x))).contiguous()
