@@ -36,6 +36,7 @@ bench: setup
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_replay.py
 	$(PY) benchmarks/bench_env.py
+	$(PY) benchmarks/bench_epoch.py --env quick
 
 repro: setup  ## dvc repro with the project's venv on PATH
 	$(VENV)/bin/dvc repro
