@@ -219,6 +219,11 @@ class ConfigError(ValueError):
 _FOREIGN_SECTIONS = ("csgo", "report")
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_config(parameters: dict[str, Any]) -> DiamondConfig:
     """Validate Kedro's ``parameters`` dict; raise ``ConfigError`` naming every bad parameter."""
     data = {k: v for k, v in parameters.items() if k not in _FOREIGN_SECTIONS}
@@ -228,5 +233,6 @@ def parse_config(parameters: dict[str, Any]) -> DiamondConfig:
         lines = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "<parameters>"
-            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+            got = "" if err["type"] == "missing" else f" (got {_short(err.get('input'))})"
+            lines.append(f"  {where}: {err['msg']}{got}")
         raise ConfigError("invalid parameters:\n" + "\n".join(lines)) from None
