@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
 import pytest
-import yaml
 
 from diamond_kedro.config import ConfigError, parse_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
+from .profiles import profile_parameters
 
 def _parameters(env: str = "base") -> dict:
-    params: dict = {}
-    for f in sorted((CONF / "base").glob("parameters*.yml")):
-        params.update(yaml.safe_load(f.read_text()))
-    if env != "base":  # the profiles override single keys (merge_strategy: soft)
-        def merge(dst: dict, src: dict) -> None:
-            for k, v in src.items():
-                if isinstance(v, dict) and isinstance(dst.get(k), dict):
-                    merge(dst[k], v)
-                else:
-                    dst[k] = v
-        for f in sorted((CONF / env).glob("parameters*.yml")):
-            merge(params, yaml.safe_load(f.read_text()))
-    return params
+    return profile_parameters(env)
 
 
 @pytest.mark.parametrize("env", ["base", "quick", "ci"])

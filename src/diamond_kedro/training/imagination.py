@@ -120,8 +120,9 @@ class RolloutLoop:
                     # New context: run the LSTM over its first L-1 frames from zero state, with
                     # gradient, so the first decision is taken after seeing all L context frames.
                     h_new, c_new = model.burn_in(info["burnin_obs"])
-                    h = h.index_put((idx,), h_new)
-                    c = c.index_put((idx,), c_new)
+                    # (dtypes can differ under bf16 autocast)
+                    h = h.index_put((idx,), h_new.to(h.dtype))
+                    c = c.index_put((idx,), c_new.to(c.dtype))
                 else:
                     keep = (~dead).unsqueeze(1).to(h.dtype)
                     h, c = h * keep, c * keep
@@ -134,7 +135,7 @@ class RolloutLoop:
             _, v_last, _ = model(obs, (h, c))
         bootstrap = torch.stack([v.detach() for v in steps["values"][1:]] + [v_last], dim=1)
         for t, idx, v_final in final_values:
-            bootstrap[idx, t] = v_final
+            bootstrap[idx, t] = v_final.to(bootstrap.dtype)
 
         self.obs, self.hx_cx = obs, (h, c)
         stacked = {key: torch.stack(vals, dim=1) for key, vals in steps.items()}

@@ -157,6 +157,10 @@ class AtariRun(TrainingRun):
         self.train_env = self.make_env(num_envs=cfg.env.num_envs, done_on_life_loss=True, seed=cfg.run.seed)
         self.num_actions = self.train_env.num_actions
         self.agent = build_agent(cfg, self.num_actions).to(self.device)
+        if cfg.run.compile:
+            # in place (nn.Module.compile), so state-dict keys and checkpoints stay those of the plain modules
+            for name in COMPONENTS:
+                getattr(self.agent, name).compile()
         self._make_optimizers({name: getattr(self.agent, name) for name in COMPONENTS})
 
         # repair=True: a run killed between a chunk's rename and the manifest's rewrite is re-manifested from
@@ -336,7 +340,8 @@ class AtariRun(TrainingRun):
         t = getattr(self.cfg, name).training
 
         def update(acc: MetricAccumulator) -> float:
-            loss, metrics = loss_fn()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.run.amp):
+                loss, metrics = loss_fn()
             grad_norm = optimizer_step(model, self.optimizers[name], self.schedulers[name], loss, t.max_grad_norm)
             acc.add(metrics)
             return grad_norm
