@@ -5,7 +5,7 @@ A module, not a pipeline folder: ``find_pipelines`` only registers folders."""
 from __future__ import annotations
 
 import logging
-from functools import partial
+from functools import partial, update_wrapper
 from typing import Any
 
 from kedro.pipeline import Pipeline, node, pipeline
@@ -41,7 +41,7 @@ RUN_IN, RUN_OUT = "run_in", "run_out"
 
 
 def open_pipeline(game: str | None = None) -> Pipeline:
-    func = open_run if game is None else partial(open_run, game=game)
+    func = open_run if game is None else update_wrapper(partial(open_run, game=game), open_run)
     return Pipeline([node(func, inputs="parameters", outputs="run_opened", name="open_run")])
 
 
