@@ -18,6 +18,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+def check_device(v: str) -> str:
+    if v != "auto" and not (v == "cpu" or v.startswith("cuda") or v == "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {v!r}")
+    return v
+
+
 class RunConfig(_Strict):
     name: str = "default"
     root: str = "data/runs"
@@ -35,9 +41,7 @@ class RunConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v != "auto" and not (v == "cpu" or v.startswith("cuda") or v == "mps"):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {v!r}")
-        return v
+        return check_device(v)
 
 
 class EnvConfig(_Strict):

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from diamond_kedro.config import DenoiserModelConfig, _Strict, check_device
 
 
 class CsgoDataConfig(_Strict):
@@ -49,28 +47,18 @@ class CsgoRunConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v != "auto" and not (v == "cpu" or v.startswith("cuda") or v == "mps"):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {v!r}")
-        return v
+        return check_device(v)
 
 
-class CsgoModelConfig(_Strict):
+class CsgoModelConfig(DenoiserModelConfig):
+    """The Atari denoiser's model section (same fields and checks) with the CS:GO dynamics defaults."""
+
     cond_channels: int = Field(default=2048, gt=0)
     channels: list[int] = [128, 256, 512, 1024]
     depths: list[int] = [2, 2, 2, 2]
     attn_depths: list[bool] = [False, False, True, True]
-    num_steps_conditioning: int = Field(default=4, gt=0)
-    sigma_data: float = Field(default=0.5, gt=0)
     sigma_offset_noise: float = Field(default=0.1, ge=0)
     num_autoregressive_steps: int = Field(default=4, ge=0)
-
-    @model_validator(mode="after")
-    def _levels(self) -> "CsgoModelConfig":
-        if not (len(self.channels) == len(self.depths) == len(self.attn_depths)) or not self.channels:
-            raise ValueError("channels, depths and attn_depths must be non-empty lists of the same length")
-        if any(c <= 0 for c in self.channels) or any(d <= 0 for d in self.depths):
-            raise ValueError("channels and depths must be positive")
-        return self
 
 
 class CsgoDenoiserModelConfig(CsgoModelConfig):
