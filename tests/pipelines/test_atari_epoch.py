@@ -114,3 +114,27 @@ def test_namespaced_copies_train_several_games_each_in_its_own_run(project: Path
     # Pong has 6 actions, Breakout 4: each run built its models for its own game
     pong = torch.load(project / "data/runs/Pong_seed0_ci/checkpoints/state.pt", map_location="cpu", weights_only=False)
     assert pong["num_actions"] == 6
+
+
+def test_collect_pipeline_grows_the_store_without_training(project: Path) -> None:
+    kedro_run(project, "--pipeline=collect", "--env=ci")
+    state = _state(project)
+    store = ReplayStore(project / RUN / "replay" / "train")
+    assert state["counters"]["epoch"] == 1 and store.num_steps == state["counters"]["env_steps"] >= 250
+    assert state["counters"]["num_batch_train"] == {"denoiser": 0, "rew_end_model": 0, "actor_critic": 0}
+
+
+def test_changed_model_shape_fails_with_a_clear_error_and_keeps_the_run(project: Path) -> None:
+    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    before = (project / RUN / "checkpoints" / "state.pt").read_bytes()
+    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", "--params=denoiser.model.cond_channels=32",
+                     check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "does not match the configured models" in out and "denoiser" in out
+    assert (project / RUN / "checkpoints" / "state.pt").read_bytes() == before  # nothing overwritten
+
+    state = project / RUN / "checkpoints" / "state.pt"
+    state.write_bytes(b"not a checkpoint")
+    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", check=False)
+    assert proc.returncode != 0 and "cannot read run state" in proc.stdout + proc.stderr
