@@ -59,11 +59,13 @@ class EpochReport:
     metrics: dict[str, float] = field(default_factory=dict)
     images: dict[str, np.ndarray] = field(default_factory=dict)
     artifacts: list[tuple[str, Path]] = field(default_factory=list)  # (artifact sub-folder, file)
+    tags: dict[str, str] = field(default_factory=dict)  # run tags set with this epoch (latest values win)
 
     def merge(self, other: "EpochReport") -> None:
         self.metrics.update(other.metrics)
         self.images.update(other.images)
         self.artifacts.extend(other.artifacts)
+        self.tags.update(other.tags)
 
     def add(self, prefix: str, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
@@ -85,3 +87,5 @@ class EpochReport:
         for folder, path in self.artifacts:
             if Path(path).exists():
                 client.log_artifact(run_id, str(path), artifact_path=folder)
+        for key, value in getattr(self, "tags", {}).items():  # reports pickled before tags existed have none
+            client.set_tag(run_id, key, value)

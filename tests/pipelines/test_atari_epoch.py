@@ -54,6 +54,11 @@ def test_two_epochs_advance_grow_replay_and_log_to_one_mlflow_run(project: Path)
     metrics = json.loads((project / RUN / "metrics.json").read_text())
     assert metrics["epoch"] == 2 and metrics["env_steps"] == steps2
 
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs(client.get_experiment_by_name("diamond-atari").experiment_id)
+    latest = run.data.tags["latest_agent_checkpoint"]
+    assert latest.endswith("agent_epoch_00002.pt") and (project / latest).exists()
+
 
 def test_killed_epoch_resumes_without_lost_or_duplicated_transitions(project: Path) -> None:
     kedro_run(project, "--pipeline=atari_epoch", "--env=ci")

@@ -439,6 +439,8 @@ class AtariRun(TrainingRun):
         for old in kept[: -self.cfg.run.num_agents_to_keep]:
             if old != path:
                 old.unlink()
+        # every epoch: a pointer to the latest agent (a DVC-tracked file); every few epochs: the file itself
+        report.tags["latest_agent_checkpoint"] = str(path)
         if epoch % every == 0 or self.is_over:
             report.artifacts.append(("checkpoints", path))
 
