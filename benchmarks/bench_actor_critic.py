@@ -22,57 +22,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
-import sys
-import time
+
+from _worker import ISA_ENV, NUM_ACTIONS, measure, random_batch, run_component, setup
 
 AUTHORS_TCMALLOC_S = {"imagination_step": 6.3, "ac_update": 104.8}
 AUTHORS_GLIBC_S = {"imagination_step": 13.1, "ac_update": 119.5}
 COMPONENTS = list(AUTHORS_TCMALLOC_S)
-ISA_ENV = {  # limits every kernel library to AVX2, the ISA of the machine the authors' figures come from
-    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-}
-NUM_ACTIONS = 4  # Breakout, as in BASELINES.md
 
 
 def _worker(args: argparse.Namespace) -> dict:
-    from diamond_kedro.utils.allocator import tune_glibc_malloc
-
-    tuned = False if args.no_malloc_tuning else tune_glibc_malloc()
-
-    import torch
+    torch, device, tuned = setup(args)
 
     from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
     from diamond_kedro.models.actor_critic import ActorCritic, ActorCriticConfig
     from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
     from diamond_kedro.models.rew_end_model import RewEndModel, RewEndModelConfig
     from diamond_kedro.models.unet import InnerModelConfig
-    from diamond_kedro.replay.batch import Batch
     from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
     from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler, optimizer_step
 
-    torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    N, H, W, A, L = 32, 64, 64, NUM_ACTIONS, 4
+    N, A, L = 32, NUM_ACTIONS, 4
 
-    def contexts(n: int) -> Batch:
-        return Batch(
-            obs=torch.rand(n, L, 3, H, W) * 2 - 1,
-            act=torch.randint(0, A, (n, L)),
-            rew=torch.zeros(n, L),
-            end=torch.zeros(n, L, dtype=torch.uint8),
-            trunc=torch.zeros(n, L, dtype=torch.uint8),
-            mask_padding=torch.ones(n, L, dtype=torch.bool),
-            final_obs=torch.zeros(n, 3, H, W),
-            has_final_obs=torch.zeros(n, dtype=torch.bool),
-            episode_ids=list(range(n)),
-            starts=torch.zeros(n, dtype=torch.long),
-        ).to(device)
+    def contexts(n: int):
+        return random_batch(n, L, device)
 
     denoiser = Denoiser(DenoiserConfig(inner_model=InnerModelConfig(num_actions=A))).to(device).eval()
     rew_end_model = RewEndModel(RewEndModelConfig(num_actions=A)).to(device).eval()
@@ -107,51 +79,21 @@ def _worker(args: argparse.Namespace) -> dict:
     else:
         raise ValueError(f"unknown component {args.component!r}")
 
-    cpu_times: list[float] = []
-
-    def timed(fn) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        cpu_times.append(time.process_time() - c0)
-        return time.perf_counter() - t0
-
     loop.reset()  # reward-model burn-in of the first contexts, not timed
-    for _ in range(args.warmup):
-        timed(warm)
-    cpu_times.clear()
-    times = [timed(step) for _ in range(args.steps)]
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "component": args.component,
         "malloc_tuned": tuned,
-        "times_s": times,
-        "median_s": statistics.median(times),
-        # process CPU seconds (all threads): on a machine shared with other jobs, cpu_s / threads is
-        # roughly what the step would take with the cores to itself.
-        "median_cpu_s": statistics.median(cpu_times),
+        **measure(device, step, warm, args.warmup, args.steps),
         "num_context_refills": env.contexts.num_refills,
-        "peak_rss_gib": usage.ru_maxrss / 2**20,  # KiB on Linux
-        "minor_faults": usage.ru_minflt,
-        "sys_s": usage.ru_stime,
     }
 
 
 def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
-    cmd = [
-        sys.executable, __file__, "--_worker", "--component", component, "--steps", str(args.steps),
-        "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
-        "--preload", str(args.preload),
+    worker_args = [
+        "--component", component, "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--device", args.device, "--threads", str(args.threads), "--preload", str(args.preload),
     ]
-    if no_tuning:
-        cmd.append("--no-malloc-tuning")
-    env = os.environ.copy()
-    env.update(ISA_ENV.get(args.isa, {}))
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_component(__file__, args.isa, no_tuning, worker_args)
 
 
 def main() -> None:

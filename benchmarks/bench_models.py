@@ -22,55 +22,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
-import sys
-import time
+
+from _worker import ISA_ENV, NUM_ACTIONS, measure, random_batch, run_component, setup
 
 AUTHORS_S = {"denoiser_train": 10.9, "denoiser_sample": 5.6, "rew_end_train": 9.0, "wm_env_step": 6.3}
 COMPONENTS = list(AUTHORS_S)
 AC_COMPONENTS = ["imagination_step", "ac_update"]  # from bench_actor_critic.py
-ISA_ENV = {  # environment that limits every kernel library to AVX2 (the baseline machine's ISA)
-    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-}
-NUM_ACTIONS = 4  # Breakout, as in BASELINES.md
 
 
 def _worker(args: argparse.Namespace) -> dict:
-    from diamond_kedro.utils.allocator import tune_glibc_malloc
-
-    tuned = False if args.no_malloc_tuning else tune_glibc_malloc()
-
-    import torch
+    torch, device, tuned = setup(args)
 
     from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
     from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
     from diamond_kedro.models.diffusion_sampler import DiffusionSampler
     from diamond_kedro.models.rew_end_model import RewEndModel, RewEndModelConfig
     from diamond_kedro.models.unet import InnerModelConfig
-    from diamond_kedro.replay.batch import Batch
 
-    torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    B, H, W, A = 32, 64, 64, NUM_ACTIONS
+    B, A = 32, NUM_ACTIONS
 
-    def batch(seq_len: int, n: int = B) -> Batch:
-        return Batch(
-            obs=(torch.rand(n, seq_len, 3, H, W) * 2 - 1),
-            act=torch.randint(0, A, (n, seq_len)),
-            rew=torch.randint(-1, 2, (n, seq_len)).float(),
-            end=torch.zeros(n, seq_len, dtype=torch.uint8),
-            trunc=torch.zeros(n, seq_len, dtype=torch.uint8),
-            mask_padding=torch.ones(n, seq_len, dtype=torch.bool),
-            final_obs=torch.zeros(n, 3, H, W),
-            has_final_obs=torch.zeros(n, dtype=torch.bool),
-            episode_ids=list(range(n)),
-            starts=torch.zeros(n, dtype=torch.long),
-        ).to(device)
+    def batch(seq_len: int, n: int = B):
+        return random_batch(n, seq_len, device, random_rewards=True)
 
     def denoiser() -> Denoiser:
         return Denoiser(DenoiserConfig(inner_model=InnerModelConfig(num_actions=A))).to(device)
@@ -116,67 +88,30 @@ def _worker(args: argparse.Namespace) -> dict:
     else:
         raise ValueError(f"unknown component {c!r}")
 
-    cpu_times: list[float] = []
-
-    def timed() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        cpu_times.append(time.process_time() - c0)
-        return time.perf_counter() - t0
-
-    for _ in range(args.warmup):
-        timed()
-    cpu_times.clear()
-    times = [timed() for _ in range(args.steps)]
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "component": c,
         "malloc_tuned": tuned,
         "device": str(device),
         "threads": args.threads,
-        "times_s": times,
-        "median_s": statistics.median(times),
-        # CPU seconds (all threads) per step: less sensitive than wall time to other processes on a shared host
-        "median_cpu_s": statistics.median(cpu_times),
-        "peak_rss_gib": usage.ru_maxrss / 2**20,  # ru_maxrss is in KiB on Linux
-        "major_faults": usage.ru_majflt,
-        "minor_faults": usage.ru_minflt,
-        "user_s": usage.ru_utime,
-        "sys_s": usage.ru_stime,
+        **measure(device, step, step, args.warmup, args.steps),
     }
 
 
-def _bench_env(args: argparse.Namespace) -> dict[str, str]:
-    env = os.environ.copy()
-    env.update(ISA_ENV.get(args.isa, {}))
-    return env
-
-
 def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
-    cmd = [
-        sys.executable, __file__, "--_worker", "--component", component, "--steps", str(args.steps),
-        "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
+    worker_args = [
+        "--component", component, "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--device", args.device, "--threads", str(args.threads),
     ]
-    if no_tuning:
-        cmd.append("--no-malloc-tuning")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_bench_env(args))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_component(__file__, args.isa, no_tuning, worker_args)
 
 
 def _run_actor_critic_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_actor_critic.py")
-    cmd = [
-        sys.executable, script, "--_worker", "--component", component, "--steps", str(args.ac_steps),
-        "--warmup", "1", "--device", args.device, "--threads", str(args.threads), "--preload", "4",
+    worker_args = [
+        "--component", component, "--steps", str(args.ac_steps), "--warmup", "1",
+        "--device", args.device, "--threads", str(args.threads), "--preload", "4",
     ]
-    if no_tuning:
-        cmd.append("--no-malloc-tuning")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=_bench_env(args))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_component(script, args.isa, no_tuning, worker_args)
 
 
 def main() -> None:

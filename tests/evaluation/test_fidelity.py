@@ -48,18 +48,8 @@ def bar_trajectory(rng: np.random.Generator, num_frames: int) -> tuple[np.ndarra
 
 def bar_batch(rng: np.random.Generator, batch_size: int, seq_len: int) -> Batch:
     obs, act = zip(*(bar_trajectory(rng, seq_len) for _ in range(batch_size)))
-    b, s = batch_size, seq_len
-    return Batch(
-        obs=torch.as_tensor(np.stack(obs)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1,
-        act=torch.as_tensor(np.stack(act)),
-        rew=torch.zeros(b, s),
-        end=torch.zeros(b, s, dtype=torch.uint8),
-        trunc=torch.zeros(b, s, dtype=torch.uint8),
-        mask_padding=torch.ones(b, s, dtype=torch.bool),
-        final_obs=torch.zeros(b, 3, W, W),
-        has_final_obs=torch.zeros(b, dtype=torch.bool),
-        episode_ids=list(range(b)),
-        starts=torch.zeros(b, dtype=torch.long),
+    return Batch.of(
+        torch.as_tensor(np.stack(obs)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1, torch.as_tensor(np.stack(act))
     )
 
 

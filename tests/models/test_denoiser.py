@@ -8,6 +8,8 @@ from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig, quantize_8bi
 from diamond_kedro.models.unet import InnerModelConfig
 from diamond_kedro.replay.batch import Batch
 
+from ..model_helpers import randomize_zero_inits
+
 torch.set_num_threads(1)
 
 
@@ -17,28 +19,9 @@ def tiny_denoiser(num_actions=4, **kw) -> Denoiser:
     return Denoiser(DenoiserConfig(inner_model=InnerModelConfig(**inner), **kw))
 
 
-def randomize_zero_inits(model: torch.nn.Module, std: float = 0.05) -> None:
-    """Zero-initialised convs make the network ignore its inputs at init; give them random weights."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d) and torch.all(m.weight == 0):
-                m.weight.normal_(0, std)
-
-
 def make_batch(b, s, h, w, num_actions=4, seed=0) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    return Batch(
-        obs=torch.rand(b, s, 3, h, w, generator=g) * 2 - 1,
-        act=torch.randint(0, num_actions, (b, s), generator=g),
-        rew=torch.zeros(b, s),
-        end=torch.zeros(b, s, dtype=torch.uint8),
-        trunc=torch.zeros(b, s, dtype=torch.uint8),
-        mask_padding=torch.ones(b, s, dtype=torch.bool),
-        final_obs=torch.zeros(b, 3, h, w),
-        has_final_obs=torch.zeros(b, dtype=torch.bool),
-        episode_ids=list(range(b)),
-        starts=torch.zeros(b, dtype=torch.long),
-    )
+    return Batch.of(torch.rand(b, s, 3, h, w, generator=g) * 2 - 1, torch.randint(0, num_actions, (b, s), generator=g))
 
 
 def hand_conditioners(sigma, sigma_offset=0.3, sigma_data=0.5):

@@ -4,6 +4,8 @@ import torch
 from diamond_kedro.models.rew_end_model import RewEndModel, RewEndModelConfig, classification_metrics, init_lstm
 from diamond_kedro.replay.batch import Batch
 
+from ..model_helpers import randomize_zero_inits
+
 torch.set_num_threads(1)
 
 
@@ -13,26 +15,12 @@ def tiny(num_actions=3, img_size=16) -> RewEndModel:
     )
 
 
-def randomize_zero_inits(model, std=0.05):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d) and torch.all(m.weight == 0):
-                m.weight.normal_(0, std)
-
-
 def make_batch(b, s, h=16, w=16, num_actions=3, seed=0) -> Batch:
     g = torch.Generator().manual_seed(seed)
-    return Batch(
-        obs=torch.rand(b, s, 3, h, w, generator=g) * 2 - 1,
-        act=torch.randint(0, num_actions, (b, s), generator=g),
+    return Batch.of(
+        torch.rand(b, s, 3, h, w, generator=g) * 2 - 1,
+        torch.randint(0, num_actions, (b, s), generator=g),
         rew=torch.randint(-1, 2, (b, s), generator=g).float() * 3,
-        end=torch.zeros(b, s, dtype=torch.uint8),
-        trunc=torch.zeros(b, s, dtype=torch.uint8),
-        mask_padding=torch.ones(b, s, dtype=torch.bool),
-        final_obs=torch.zeros(b, 3, h, w),
-        has_final_obs=torch.zeros(b, dtype=torch.bool),
-        episode_ids=list(range(b)),
-        starts=torch.zeros(b, dtype=torch.long),
     )
 
 

@@ -33,12 +33,7 @@ class ContextSource:
         ids = torch.arange(self.k, self.k + n) % 50
         self.k += n
         obs = ((ids[:, None] + torch.arange(L)[None]) / 100.0)[:, :, None, None, None].expand(n, L, 3, H, W).clone()
-        return Batch(
-            obs=obs, act=torch.zeros(n, L, dtype=torch.long), rew=torch.zeros(n, L), end=torch.zeros(n, L, dtype=torch.uint8),
-            trunc=torch.zeros(n, L, dtype=torch.uint8), mask_padding=torch.ones(n, L, dtype=torch.bool),
-            final_obs=torch.zeros(n, 3, H, W), has_final_obs=torch.zeros(n, dtype=torch.bool),
-            episode_ids=list(range(n)), starts=torch.zeros(n, dtype=torch.long),
-        )
+        return Batch.of(obs, torch.zeros(n, L, dtype=torch.long))
 
 
 def make_env(end_logits, horizon=4, num_envs=3, preload=2):

@@ -35,6 +35,25 @@ class Batch:
     episode_ids: list[int]
     starts: torch.Tensor
 
+    @classmethod
+    def of(cls, obs: torch.Tensor, act: torch.Tensor, rew: torch.Tensor | None = None) -> "Batch":
+        """A batch of fully real segments that do not end (no padding, no end/trunc): for contexts built by
+        hand, synthetic data and benchmarks. ``obs`` (B, S, 3, H, W) in [-1, 1], ``act`` (B, S[, A])."""
+        b, s = obs.shape[:2]
+        dev = obs.device
+        return cls(
+            obs=obs,
+            act=act,
+            rew=torch.zeros(b, s, device=dev) if rew is None else rew,
+            end=torch.zeros(b, s, dtype=torch.uint8, device=dev),
+            trunc=torch.zeros(b, s, dtype=torch.uint8, device=dev),
+            mask_padding=torch.ones(b, s, dtype=torch.bool, device=dev),
+            final_obs=torch.zeros(b, *obs.shape[2:], device=dev),
+            has_final_obs=torch.zeros(b, dtype=torch.bool, device=dev),
+            episode_ids=list(range(b)),
+            starts=torch.zeros(b, dtype=torch.long, device=dev),
+        )
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         moved = {
             f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
