@@ -88,23 +88,15 @@ def _check_array(name: str, value: Any, dtype: np.dtype | tuple[np.dtype, ...], 
 
 
 @dataclass
-class EpisodeChunk:
-    """T consecutive steps of one episode, as written by the collector (numpy, spec §0.2 indexing).
-
-    obs[t] is the frame on which act[t] was taken; rew/end/trunc[t] are its consequences.
-    ``final_obs`` is the frame that followed the last step when that step ended the episode
-    (end or trunc); it is only allowed then.
-    """
+class _Steps:
+    """T consecutive steps (numpy, spec §0.2 indexing): obs[t] is the frame on which act[t] was taken;
+    rew/end/trunc[t] are its consequences."""
 
     obs: np.ndarray  # uint8 (T, H, W, C)
     act: np.ndarray  # int64 (T,)  or  float32/uint8 (T, A) multi-hot
     rew: np.ndarray  # float32 (T,)
     end: np.ndarray  # uint8 (T,)
     trunc: np.ndarray  # uint8 (T,)
-    final_obs: np.ndarray | None = None  # uint8 (H, W, C)
-
-    def __post_init__(self) -> None:
-        self.validate()
 
     @property
     def length(self) -> int:
@@ -114,6 +106,17 @@ class EpisodeChunk:
     def dead(self) -> bool:
         """Whether the last step ends the episode (end OR trunc)."""
         return bool(self.end[-1] or self.trunc[-1])
+
+
+@dataclass
+class EpisodeChunk(_Steps):
+    """Steps of one episode as written by the collector. ``final_obs`` is the frame that followed the last
+    step when that step ended the episode (end or trunc); it is only allowed then."""
+
+    final_obs: np.ndarray | None = None  # uint8 (H, W, C)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         obs = _check_array("obs", self.obs, np.dtype(np.uint8), 4)
@@ -159,24 +162,15 @@ class EpisodeChunk:
 
 
 @dataclass
-class Episode:
+class Episode(_Steps):
     """A whole stored episode (read-only numpy arrays; zero-copy views for single-chunk episodes)."""
 
-    episode_id: int
-    obs: np.ndarray
-    act: np.ndarray
-    rew: np.ndarray
-    end: np.ndarray
-    trunc: np.ndarray
     final_obs: np.ndarray | None
-
-    @property
-    def length(self) -> int:
-        return int(self.obs.shape[0])
+    episode_id: int
 
     @property
     def finished(self) -> bool:
-        return bool(self.end[-1] or self.trunc[-1])
+        return self.dead
 
 
 @dataclass
