@@ -1,5 +1,11 @@
-"""``python -m diamond_kedro`` / ``diamond-kedro``: the same as ``kedro run`` in this project."""
+"""``python -m diamond_kedro`` / ``diamond-kedro``.
 
+``diamond-kedro play ...`` and ``diamond-kedro sweep ...`` are the project's own commands (each lives in
+its own subpackage and is imported only when asked for, so ``kedro run`` pays nothing for them); any
+other arguments are those of ``kedro run`` in this project.
+"""
+
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -7,8 +13,18 @@ from typing import Any
 from kedro.framework.cli.utils import find_run_command
 from kedro.framework.project import configure_project
 
+# sub-command -> module with a ``main(argv: list[str]) -> int`` function
+SUBCOMMANDS = {
+    "play": "diamond_kedro.play.cli",
+    "sweep": "diamond_kedro.sweep.cli",
+}
+
 
 def main(*args: Any, **kwargs: Any) -> Any:
+    argv = list(args[0]) if args else sys.argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return sys.exit(module.main(argv[1:]))
     package_name = Path(__file__).parent.name
     configure_project(package_name)
     kwargs["standalone_mode"] = not hasattr(sys, "ps1")
