@@ -34,37 +34,59 @@ def setup(args: argparse.Namespace) -> tuple[Any, Any, bool]:
     return torch, torch.device(args.device), tuned
 
 
-def random_batch(n: int, seq_len: int, device: Any, random_rewards: bool = False, size: int = 64) -> Any:
-    """n real segments of random frames and actions (rewards in {-1, 0, 1} if asked)."""
+def synthetic_segments(n: int, seq_len: int, seed: int = 0, size: int = 64) -> dict[str, Any]:
+    """n fully real segments of random frames, actions and rewards in {-1, 0, 1}, the same for a given
+    seed in any process: both sides of bench_vs_authors.py are fed these tensors."""
     import torch
 
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.rand(n, seq_len, 3, size, size, generator=g) * 2 - 1,
+        "act": torch.randint(0, NUM_ACTIONS, (n, seq_len), generator=g),
+        "rew": torch.randint(-1, 2, (n, seq_len), generator=g).float(),
+        "end": torch.zeros(n, seq_len, dtype=torch.uint8),
+        "trunc": torch.zeros(n, seq_len, dtype=torch.uint8),
+        "mask_padding": torch.ones(n, seq_len, dtype=torch.bool),
+    }
+
+
+def random_batch(n: int, seq_len: int, device: Any, random_rewards: bool = False, size: int = 64, seed: int = 0) -> Any:
+    """``synthetic_segments`` as our Batch (rewards zero unless asked)."""
     from diamond_kedro.replay.batch import Batch
 
-    rew = torch.randint(-1, 2, (n, seq_len)).float() if random_rewards else None
-    obs = torch.rand(n, seq_len, 3, size, size) * 2 - 1
-    return Batch.of(obs, torch.randint(0, NUM_ACTIONS, (n, seq_len)), rew).to(device)
+    s = synthetic_segments(n, seq_len, seed, size)
+    return Batch.of(s["obs"], s["act"], s["rew"] if random_rewards else None).to(device)
 
 
 def measure(device: Any, step: Callable[[], None], warm: Callable[[], None], warmup: int, steps: int) -> dict[str, Any]:
     """Wall and process-CPU seconds of ``steps`` calls of ``step`` after ``warmup`` calls of ``warm``,
-    with peak RSS and page-fault counts of the process."""
+    with the system time and minor page faults of the timed steps alone (first-touch faults of the warm-up
+    are a one-off per process), and peak RSS and totals of the process."""
     import torch
 
     cpu_times: list[float] = []
+    sys_times: list[float] = []
+    faults: list[int] = []
 
     def timed(fn: Callable[[], None]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0, c0 = time.perf_counter(), time.process_time()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu_times.append(time.process_time() - c0)
-        return time.perf_counter() - t0
+        sys_times.append(r1.ru_stime - r0.ru_stime)
+        faults.append(r1.ru_minflt - r0.ru_minflt)
+        return dt
 
     for _ in range(warmup):
         timed(warm)
-    cpu_times.clear()
+    for lst in (cpu_times, sys_times, faults):
+        lst.clear()
     times = [timed(step) for _ in range(steps)]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -73,20 +95,46 @@ def measure(device: Any, step: Callable[[], None], warm: Callable[[], None], war
         # process CPU seconds (all threads): on a shared machine, cpu_s / threads is roughly what the
         # step would take with the cores to itself
         "median_cpu_s": statistics.median(cpu_times),
+        "cpu_s": cpu_times,
+        "step_sys_s": sys_times,
+        "step_minor_faults": faults,
         "peak_rss_gib": usage.ru_maxrss / 2**20,  # ru_maxrss is in KiB on Linux
         "major_faults": usage.ru_majflt,
         "minor_faults": usage.ru_minflt,
         "user_s": usage.ru_utime,
         "sys_s": usage.ru_stime,
+        "cpu_capability": _cpu_capability(),
     }
 
 
-def run_component(script: str, isa: str, no_tuning: bool, worker_args: list[str]) -> dict[str, Any]:
+def _cpu_capability() -> str:
+    """The SIMD level ATen's kernels dispatch to in this process (honours ATEN_CPU_CAPABILITY)."""
+    import torch
+
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # older torch
+        return "unknown"
+
+
+def run_component(
+    script: str, isa: str, no_tuning: bool, worker_args: list[str], extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run ``script --_worker ...`` in a fresh process (with the ISA limit) and return its JSON result."""
     cmd = [sys.executable, script, "--_worker", *worker_args]
     if no_tuning:
         cmd.append("--no-malloc-tuning")
+    return run_json(cmd, isa, extra_env)
+
+
+def run_json(cmd: list[str], isa: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a worker command in a fresh process and parse the JSON object on its last stdout line; a failing
+    worker raises with the end of its stderr, so the reason is on screen."""
     env = os.environ.copy()
     env.update(ISA_ENV.get(isa, {}))
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    env.update(extra_env or {})
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        tail = "\n".join(out.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"worker failed (exit {out.returncode}): {' '.join(cmd)}\n{tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
