@@ -115,6 +115,9 @@ class CsgoEvaluateConfig(_Strict):
     video_horizon: int = Field(default=32, gt=0)
     video_fps: float = Field(default=16.0, gt=0)  # the dataset is captured at 16 Hz
     sampler_preset: Literal["fast", "higher_quality"] = "fast"
+    # PSNR/SSIM of the video's imagined frames h steps after the context vs the real ones and vs copying the
+    # last context frame (horizons beyond video_horizon are left out)
+    fidelity_horizons: list[int] = [1, 5, 15]
 
 
 class CsgoConfig(_Strict):

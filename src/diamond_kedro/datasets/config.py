@@ -123,7 +123,6 @@ class StaticUpsamplerConfig(_Strict):
 
 class StaticEvaluateConfig(CsgoEvaluateConfig):
     video_fps: float | None = Field(default=None, gt=0)  # null = dataset.fps
-    fidelity_horizons: list[int] = [1, 5, 15]  # PSNR/SSIM of imagined vs real frames at these steps (≤ video_horizon)
 
 
 class StaticWorldModelConfig(_Strict):

@@ -96,7 +96,7 @@ class ActionSpec:
             if not np.issubdtype(a.dtype, np.integer):
                 if not np.isfinite(a).all() or (a != np.round(a)).any():
                     bad = int(np.flatnonzero(~np.isfinite(a) | (a != np.round(a)))[0])
-                    raise DatasetError(f"{where}: step {bad}: discrete action {a[bad]!r} is not an integer id")
+                    raise DatasetError(f"{where}: step {bad}: discrete action {float(a[bad])} is not an integer id")
             a = a.astype(np.int64)
             out = np.flatnonzero((a < 0) | (a >= self.dim))
             if out.size:

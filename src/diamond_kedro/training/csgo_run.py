@@ -398,7 +398,7 @@ class CsgoRun(TrainingRun):
                     m = self.test_losses(name)
                     report.add(f"{name}/test", m)
                     metrics.update({f"{name}/test/{k}": v for k, v in m.items()})
-                horizons = getattr(self.cfg.evaluate, "fidelity_horizons", None)
+                horizons = self.cfg.evaluate.fidelity_horizons
                 if self.cfg.evaluate.video or horizons:
                     imagined = self.imagine_test_episode()
                     if imagined is not None and horizons:
