@@ -75,3 +75,20 @@ def test_fidelity_against_hand_computed_psnr() -> None:
     assert m["psnr_copy_last_h3"] == 100.0 and m["ssim_copy_last_h1"] == pytest.approx(1.0)
     assert m["ssim_h3"] < 1.0
     assert "psnr_h9" not in m  # beyond the imagined horizon
+
+
+def test_config_derives_the_upsampling_factor_and_names_bad_values() -> None:
+    from diamond_kedro.datasets.config import StaticWorldModelConfigError, parse_static_config
+
+    cfg = parse_static_config({"dataset": {"frame_size": [150, 280], "low_res_size": [30, 56]}})
+    assert cfg.upsampling_factor == 5 and cfg.run_key == "mygame_default"
+    assert parse_static_config({}).upsampling_factor is None  # no low_res_size: no upsampler
+    for bad, where in (({"frame_size": [64, 64], "low_res_size": [30, 30]}, "integer factor"),  # 64/30 not whole
+                       ({"frame_size": [60, 80], "low_res_size": [30, 20]}, "integer factor"),  # 2 vs 4
+                       ({"kind": "youtube"}, "static_world_model.dataset.kind"),
+                       ({"name": "atari"}, "static_world_model.dataset.name"),
+                       ({"test_fraction": 1.0}, "static_world_model.dataset.test_fraction")):
+        with pytest.raises(StaticWorldModelConfigError, match=where):
+            parse_static_config({"dataset": bad})
+    with pytest.raises(StaticWorldModelConfigError, match="static_world_model.upsampler.model.upsampling_factor"):
+        parse_static_config({"upsampler": {"model": {"upsampling_factor": 5}}})  # derived, not set
