@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from diamond_kedro.csgo.config import parse_csgo_config
 from diamond_kedro.csgo.ingest import ingest
@@ -17,23 +16,14 @@ from diamond_kedro.datasets.config import parse_static_config
 from diamond_kedro.datasets.ingest import ingest_dataset
 from diamond_kedro.training.csgo_run import CsgoRun, StaticWorldModelRun
 from tests.csgo.synthetic import make_tar, write_hdf5
+from tests.profiles import profile_parameters
 
 from .synthetic import make_minari, write_video
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
 
 def merged(section: str) -> dict:
-    """conf/base then conf/ci, merged key by key (Kedro's soft merge)."""
-
-    def merge(a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            out[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return out
-
-    files = [CONF / env / f"parameters_{section}.yml" for env in ("base", "ci")]
-    return merge(*(yaml.safe_load(f.read_text())[section] for f in files))
+    """The ci profile's values of a section (conf/base then conf/ci, merged as Kedro does)."""
+    return profile_parameters("ci")[section]
 
 
 def static_params(tmp_path: Path, dataset: dict) -> dict:
@@ -41,6 +31,13 @@ def static_params(tmp_path: Path, dataset: dict) -> dict:
     p["dataset"] = {**p["dataset"], "out_dir": str(tmp_path / "store"), **dataset}
     p["run"] = {**p["run"], "root": str(tmp_path / "runs")}
     return p
+
+
+@pytest.mark.parametrize("env", ["base", "quick", "ci"])
+def test_every_profile_is_valid(env: str) -> None:
+    cfg = parse_static_config(profile_parameters(env)["static_world_model"])
+    assert cfg.upsampling_factor is None and cfg.dataset.kind == "video"
+    parse_csgo_config(profile_parameters(env)["csgo"])
 
 
 def one_epoch(run: CsgoRun) -> dict[str, float]:

@@ -167,3 +167,29 @@ def test_missing_action_column_and_missing_table_are_clear(tmp_path: Path) -> No
     with pytest.raises(DatasetError, match=r"clip.csv: no action column 'action'"):
         ingest_dataset(cfg(tmp_path, raw), progress=False)
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_a_video_killed_between_its_episodes_is_rolled_back_and_redone(tmp_path: Path, monkeypatch) -> None:
+    raw = tmp_path / "raw"
+    write_video(raw / "long.mp4", 1, 9)
+    pd.DataFrame({"action": [i % 2 for i in range(9)], "episode": [0] * 4 + [1] * 5}).to_csv(raw / "long.csv",
+                                                                                            index=False)
+    c = cfg(tmp_path, raw, video={"episode_column": "episode", "frame_column": None})
+    real_add = ReplayStore.add_chunk
+
+    def killed_on_the_second_episode(self, chunk, episode_id=None, epoch=0):
+        if self.num_episodes == 1:
+            raise KeyboardInterrupt("killed after the first episode of long.mp4 was written")
+        return real_add(self, chunk, episode_id, epoch)
+
+    monkeypatch.setattr(ReplayStore, "add_chunk", killed_on_the_second_episode)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_dataset(c, progress=False)
+    monkeypatch.setattr(ReplayStore, "add_chunk", real_add)
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["in_progress"] == {"file_id": "long.mp4"} and index["splits"]["train"] == []
+    summary = ingest_dataset(c, progress=False)
+    assert summary.recovered == "long.mp4" and summary.ingested == 1
+    s = store(tmp_path, "low_res", "train")
+    assert s.lengths.tolist() == [4, 5]  # the half-written file's first episode was rolled back, not duplicated
+    np.testing.assert_array_equal(s.load_episode(1).act, [0, 1, 0, 1, 0])
