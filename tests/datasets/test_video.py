@@ -112,6 +112,13 @@ def test_a_column_of_vectors_is_continuous(tmp_path: Path) -> None:
     assert index["action"] == {"kind": "continuous", "dim": 2}
     ep = store(tmp_path, "low_res", "train").load_episode(0)
     np.testing.assert_allclose(ep.act, [[i / 10, -1] for i in range(6)], rtol=1e-6)
+    # one real-valued column: vectors of width 1
+    (raw / "drive.csv").write_text("steer\n" + "".join(f"{i / 4}\n" for i in range(6)))
+    c = cfg(tmp_path, raw, out_dir=str(tmp_path / "out1"), video={"action_columns": ["steer"], "frame_column": None})
+    ingest_dataset(c, progress=False)
+    assert json.loads((tmp_path / "out1" / "index.json").read_text())["action"] == {"kind": "continuous", "dim": 1}
+    ep = ReplayStore(tmp_path / "out1" / "low_res" / "train", create=False).load_episode(0)
+    np.testing.assert_allclose(ep.act, [[i / 4] for i in range(6)], rtol=1e-6)
 
 
 def _corrupt(raw: Path) -> str:

@@ -181,17 +181,16 @@ class VideoSource:
         self.spec = None
         # A table with a bad row is left out here; reading its video raises the error (naming file and row),
         # so that one bad file does not stop the others (dataset.on_bad_file).
-        allv = []
+        per_video = {}
         for vid in self.videos:
             try:
-                allv.append(self._raw_actions(vid, self._ordered(vid)))
+                per_video[vid] = self._raw_actions(vid, self._ordered(vid))
             except DatasetError:
                 continue
-        widths = {a.shape[1:] for a in allv}
-        if len(widths) > 1:
-            raise DatasetError(f"the action tables under {self.root} disagree on the action width: "
-                               + ", ".join(f"{vid}: {a.shape[1] if a.ndim == 2 else 1}" for vid, a in zip(self.videos, allv)))
-        acts = np.concatenate(allv) if allv else np.zeros(0)
+        if len({a.shape[1:] for a in per_video.values()}) > 1:
+            raise DatasetError(f"the action tables under {self.root} disagree on the action width: " + ", ".join(
+                f"{vid}: {a.shape[1] if a.ndim == 2 else 1}" for vid, a in per_video.items()))
+        acts = np.concatenate(list(per_video.values())) if per_video else np.zeros(0)
         if action_kind == "auto":
             if acts.ndim == 1:
                 action_kind = "discrete" if (acts == np.round(acts)).all() else "continuous"

@@ -102,6 +102,8 @@ class ActionSpec:
             if out.size:
                 raise DatasetError(f"{where}: step {int(out[0])}: action id {a[out[0]]} outside [0, {self.dim})")
             return a
+        if a.ndim == 1 and self.dim == 1:
+            a = a[:, None]  # one real-valued column: vectors of width 1
         if a.ndim != 2 or a.shape[1] != self.dim:
             width = a.shape[1] if a.ndim == 2 else "a scalar"
             raise DatasetError(f"{where}: actions have width {width}, expected {self.dim} ({self.kind})")
@@ -333,7 +335,7 @@ def write_dataset(
                 raise DatasetError(f"{paths.index} was ingested with {key}={have}, now {want}: use another out_dir")
     else:
         index = {"format": INDEX_FORMAT, "version": 1, **settings, **(extra_index or {}),
-                 "splits": {s: [] for s in SPLITS}, "in_progress": None, "bad_files": {}}
+                 "splits": {s: [] for s in SPLITS}, "units": [], "in_progress": None, "bad_files": {}}
 
     # full_res first, then low_res (the order chunks have always been written in)
     resolutions = ([("full_res", frame_size)] if low_res_size else []) + [("low_res", low_res_size or frame_size)]
@@ -361,7 +363,7 @@ def write_dataset(
         atomic_write_text(paths.index, json.dumps(index, indent=1))
 
     done_units = set(index.get("units", [])) | set(index["bad_files"])
-    if index.get("format") == LEGACY_CSGO_FORMAT or "units" not in index:
+    if index.get("format") == LEGACY_CSGO_FORMAT:
         # CS:GO: one episode per file, named by its file id
         done_units |= {fid for split in SPLITS for fid in index["splits"][split]}
     todo = [u for u in units if u.file_id not in done_units]
