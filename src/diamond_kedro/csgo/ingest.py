@@ -31,7 +31,7 @@ from diamond_kedro.datasets.csgo_hdf5 import (  # noqa: F401  (public names of t
     tar_folder_name,
 )
 from diamond_kedro.datasets.csgo_hdf5 import Hdf5File as Source  # noqa: F401
-from diamond_kedro.datasets.writer import SPLITS, IngestSummary, downscale, write_dataset  # noqa: F401
+from diamond_kedro.datasets.writer import INDEX_FORMAT, SPLITS, IngestSummary, downscale, write_dataset  # noqa: F401
 from diamond_kedro.datasets.writer import DatasetPaths as CsgoDataPaths
 from diamond_kedro.datasets.writer import load_index as _load_index
 
