@@ -221,8 +221,8 @@ class ConfigError(ValueError):
     """A parameter is missing or out of range; the message names each offending parameter."""
 
 
-# Keys Kedro (or the CS:GO and report pipelines) may add beside the Atari sections; they are validated elsewhere.
-_FOREIGN_SECTIONS = ("csgo", "report")
+# Keys Kedro (or the CS:GO, static world-model and report pipelines) may add beside the Atari sections; they are validated elsewhere.
+_FOREIGN_SECTIONS = ("csgo", "report", "static_world_model")
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -7,6 +7,8 @@ run (game, seed, name) that every epoch resumes, with metrics at ``step = epoch`
 CS:GO: pipelines whose nodes take ``params:csgo`` have that section validated (``parse_csgo_config``); those
 with training nodes (tag ``csgo_train``) get one MLflow run per training run ``csgo_<name>`` in the experiment
 ``csgo_experiment_name`` (default ``diamond-csgo``), keyed by the same tag as the Atari runs.
+Static world models (``params:static_world_model``, tag ``static_world_model_train``) likewise, one MLflow run
+per ``<dataset.name>_<run.name>`` in the experiment ``diamond-<dataset.name>``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ RUN_KEY_TAG = "diamond.run_key"
 
 CSGO_PARAMS = "params:csgo"
 CSGO_TRAIN_TAG = "csgo_train"  # diamond_kedro.pipelines.csgo.pipeline.TRAIN_TAG
+STATIC_PARAMS = "params:static_world_model"
+STATIC_TRAIN_TAG = "static_world_model_train"  # diamond_kedro.pipelines.static_world_model.pipeline.TRAIN_TAG
 
 
 def _uses_atari_parameters(pipeline: Any) -> bool:
@@ -42,6 +46,10 @@ def _trains_csgo(pipeline: Any) -> bool:
     return _uses_csgo_parameters(pipeline) and any(CSGO_TRAIN_TAG in n.tags for n in pipeline.nodes)
 
 
+def _trains_static(pipeline: Any) -> bool:
+    return STATIC_PARAMS in pipeline.inputs() and any(STATIC_TRAIN_TAG in n.tags for n in pipeline.nodes)
+
+
 class ValidateParametersHook:
     """Fail before the first node runs when a parameter is missing, unknown or out of range."""
 
@@ -53,6 +61,10 @@ class ValidateParametersHook:
             from diamond_kedro.csgo.config import parse_csgo_config
 
             parse_csgo_config(catalog.load(CSGO_PARAMS))
+        if STATIC_PARAMS in pipeline.inputs():
+            from diamond_kedro.datasets.config import parse_static_config
+
+            parse_static_config(catalog.load(STATIC_PARAMS))
 
 
 class MlflowTrackingHook:
@@ -90,7 +102,9 @@ class MlflowTrackingHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        if not self._enabled() or not (_uses_atari_parameters(pipeline) or _trains_csgo(pipeline)):
+        if not self._enabled() or not (
+            _uses_atari_parameters(pipeline) or _trains_csgo(pipeline) or _trains_static(pipeline)
+        ):
             return
         from mlflow import MlflowClient
 
@@ -99,11 +113,10 @@ class MlflowTrackingHook:
         add_sink(self._log)
 
     def _experiment_id(self, kind: str) -> str:
-        name = (
-            self._conf.get("csgo_experiment_name", "diamond-csgo")
-            if kind == "csgo"
-            else self._conf.get("experiment_name", "diamond-atari")
-        )
+        if kind == "atari":
+            name = self._conf.get("experiment_name", "diamond-atari")
+        else:  # csgo, or a static world model's dataset name
+            name = self._conf.get(f"{kind}_experiment_name", f"diamond-{kind}")
         experiment = self._client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id

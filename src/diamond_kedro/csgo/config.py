@@ -7,6 +7,7 @@ greater than 0``. Kept apart from ``diamond_kedro.config`` (the Atari parameters
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -20,7 +21,7 @@ class CsgoDataConfig(_Strict):
     source_dir: str = "data/csgo/raw"  # folder of hdf5_dm_july2021_*_to_*.tar archives and/or *.hdf5 files
     out_dir: str = "data/csgo"  # low_res/{train,test}, full_res/{train,test}, index.json
     test_split_file: str | None = None  # None = the published 500-file list shipped with the package
-    frames_per_file: int = Field(default=1000, gt=0)
+    frames_per_file: int | None = Field(default=None, gt=0)  # None = any number (the published files have 1000)
     frame_size: tuple[int, int] = (150, 280)  # (H, W) of the published frames
     low_res_size: tuple[int, int] = (30, 56)  # (H, W) of the dynamics model's frames
     on_bad_file: Literal["raise", "skip"] = "raise"  # skip = record the file and its error in index.json
@@ -114,6 +115,9 @@ class CsgoEvaluateConfig(_Strict):
     video_horizon: int = Field(default=32, gt=0)
     video_fps: float = Field(default=16.0, gt=0)  # the dataset is captured at 16 Hz
     sampler_preset: Literal["fast", "higher_quality"] = "fast"
+    # PSNR/SSIM of the video's imagined frames h steps after the context vs the real ones and vs copying the
+    # last context frame (horizons beyond video_horizon are left out)
+    fidelity_horizons: list[int] = [1, 5, 15]
 
 
 class CsgoConfig(_Strict):
@@ -135,6 +139,28 @@ class CsgoConfig(_Strict):
                 f"must equal data.frame_size {tuple(self.data.frame_size)}"
             )
         return self
+
+
+    # the interface the run reads (StaticWorldModelConfig has the same)
+    @property
+    def dataset_dir(self) -> Path:
+        return Path(self.data.out_dir)
+
+    @property
+    def run_key(self) -> str:
+        return f"csgo_{self.run.name}"
+
+    @property
+    def report_kind(self) -> str:
+        return "csgo"
+
+    @property
+    def upsampling_factor(self) -> int | None:
+        return self.upsampler.model.upsampling_factor
+
+    @property
+    def video_fps(self) -> float:
+        return self.evaluate.video_fps
 
 
 class CsgoConfigError(ValueError):

@@ -32,7 +32,8 @@ def imagine(
     """Generate T frames at both resolutions.
 
     low_res_context (B, L, 3, h, w) in [-1, 1], oldest first; full_res_last (B, 3, H, W) the full-res version
-    of the newest context frame; actions (B, L + T - 1, A) multi-hot (prediction k uses ``actions[:, k:k+L]``).
+    of the newest context frame; actions (B, L + T - 1, A) vectors or (B, L + T - 1) ids (prediction k uses
+    ``actions[:, k:k+L]``).
     Returns (low_res (B, T, 3, h, w), full_res (B, T, 3, H, W)), 8-bit values in [-1, 1].
     """
     if upsampler.cfg.upsampling_factor is None:
@@ -44,8 +45,8 @@ def imagine(
     if full_res_last.shape != (b, c, h * f, w * f):
         raise ValueError(f"imagine: full_res_last has shape {tuple(full_res_last.shape)}, expected {(b, c, h * f, w * f)}")
     horizon = actions.size(1) - n + 1
-    if actions.ndim != 3 or actions.size(0) != b or horizon < 1:
-        raise ValueError(f"imagine: actions must be (B={b}, L+T-1, A) with L={n}, T>=1; got {tuple(actions.shape)}")
+    if actions.ndim not in (2, 3) or actions.size(0) != b or horizon < 1:
+        raise ValueError(f"imagine: actions must be (B={b}, L+T-1[, A]) with L={n}, T>=1; got {tuple(actions.shape)}")
     dyn_cfg, up_cfg = csgo_sampler_configs(preset)
     dynamics, upsampling = DiffusionSampler(denoiser, dyn_cfg), DiffusionSampler(upsampler, up_cfg)
 
@@ -61,6 +62,25 @@ def imagine(
         low_buffer = torch.cat((low_buffer[:, 1:], next_low.unsqueeze(1)), dim=1)
         prev_full = next_full
     return torch.stack(low_out, 1), torch.stack(full_out, 1)
+
+
+@torch.no_grad()
+def imagine_dynamics(denoiser: Denoiser, context: Tensor, actions: Tensor, preset: str = "fast") -> Tensor:
+    """Step 1 alone (a run without upsampler): (B, T, 3, h, w) frames from ``context`` (B, L, 3, h, w) and
+    ``actions`` (B, L + T - 1[, A]), with the dynamics sampler of ``preset``."""
+    b, n = context.shape[:2]
+    if n != denoiser.num_steps_conditioning:
+        raise ValueError(f"imagine: {n} context frames given, the dynamics model conditions on {denoiser.num_steps_conditioning}")
+    horizon = actions.size(1) - n + 1
+    if actions.ndim not in (2, 3) or actions.size(0) != b or horizon < 1:
+        raise ValueError(f"imagine: actions must be (B={b}, L+T-1[, A]) with L={n}, T>=1; got {tuple(actions.shape)}")
+    dynamics = DiffusionSampler(denoiser, csgo_sampler_configs(preset)[0])
+    buffer, out = context.clone(), []
+    for k in range(horizon):
+        next_obs, _ = dynamics.sample(buffer, actions[:, k : k + n])
+        out.append(next_obs)
+        buffer = torch.cat((buffer[:, 1:], next_obs.unsqueeze(1)), dim=1)
+    return torch.stack(out, 1)
 
 
 def to_uint8_frames(x: Tensor) -> "numpy.ndarray":  # noqa: F821

@@ -1,8 +1,16 @@
-"""One CS:GO world-model training run (spec §7.3, §7.4): the dynamics denoiser and its upsampler on the static
-dataset ingested by :mod:`diamond_kedro.csgo.ingest`. A :class:`~diamond_kedro.training.run_common.TrainingRun`,
-as :class:`diamond_kedro.training.run.AtariRun` is: same run folder, state file and commit protocol.
+"""One static-dataset world-model training run (spec §7.3, §7.4): the dynamics denoiser and (optionally) its
+upsampler on a dataset ingested by :mod:`diamond_kedro.datasets` -- the CS:GO dataset (``csgo`` pipelines,
+:class:`~diamond_kedro.csgo.config.CsgoConfig`) or any recorded gameplay (``static_world_model`` pipelines,
+:class:`~diamond_kedro.datasets.config.StaticWorldModelConfig`). ``CsgoRun`` is the historic name of the class;
+``StaticWorldModelRun`` is the same class. A :class:`~diamond_kedro.training.run_common.TrainingRun`, as
+:class:`diamond_kedro.training.run.AtariRun` is: same run folder, state file and commit protocol.
 
-A run lives in ``<run.root>/csgo_<run.name>/``::
+Actions follow the dataset's index (``discrete`` ids, ``multi_hot`` or ``continuous`` vectors; the CS:GO data
+is multi-hot 51); the dynamics model's action embedding has ``dim`` rows (a lookup for ids, a bias-free linear
+map for vectors). Without an upsampler (``dataset.low_res_size: null``) the epoch trains the dynamics model
+alone, on the frames of ``dataset.frame_size``.
+
+A run lives in ``<run.root>/<run key>/`` (``csgo_<run.name>`` or ``<dataset.name>_<run.name>``)::
 
     checkpoints/state.pt   models, optimisers, LR schedules, counters, RNGs (incl. the samplers'), written atomically
     metrics.json, curves/  the latest epoch's metrics and learning curves (``dvc metrics/plots``)
@@ -43,8 +51,8 @@ import numpy as np
 import torch
 
 from diamond_kedro.csgo.config import CsgoConfig
-from diamond_kedro.csgo.generate import imagine, to_uint8_frames
-from diamond_kedro.csgo.ingest import CsgoDataPaths, load_index
+from diamond_kedro.csgo.generate import imagine, imagine_dynamics, to_uint8_frames
+from diamond_kedro.datasets.writer import ActionSpec, DatasetPaths, load_index
 from diamond_kedro.models.denoiser import Denoiser
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler, collate_windows, test_windows
@@ -71,23 +79,31 @@ CURVE_KEYS = (
 )
 
 
+CSGO_ACTION = ActionSpec("multi_hot", ACTION_DIM)
+
+
 def csgo_run_key(cfg: CsgoConfig) -> str:
-    return f"csgo_{cfg.run.name}"
+    return cfg.run_key
 
 
-def build_models(cfg: CsgoConfig) -> dict[str, Denoiser]:
-    """The dynamics denoiser and the upsampler from the validated parameters (spec §7.3)."""
+def build_models(cfg: CsgoConfig, action: ActionSpec | None = None) -> dict[str, Denoiser]:
+    """The dynamics denoiser and, when the config has an upsampling factor, the upsampler (spec §7.3).
+    ``action``: the dataset's action spec (default: the CS:GO 51-dim multi-hot vector)."""
     d, u = cfg.denoiser, cfg.upsampler
+    action = action or CSGO_ACTION
     denoiser = denoiser_config(
-        d, inner_model={"num_actions": ACTION_DIM, "has_noise_cond_emb": True}, noise_previous_obs=d.model.noise_previous_obs
+        d, inner_model={"num_actions": action.dim, "has_noise_cond_emb": True}, noise_previous_obs=d.model.noise_previous_obs
     )
-    upsampler = denoiser_config(
-        u,
-        # the authors' layout: the noise-conditioning embedding exists and always receives 0
-        inner_model={"is_upsampler": True, "has_noise_cond_emb": True},
-        upsampling_factor=u.model.upsampling_factor,
-    )
-    return {"denoiser": Denoiser(denoiser), "upsampler": Denoiser(upsampler)}
+    models = {"denoiser": Denoiser(denoiser)}
+    if cfg.upsampling_factor is not None:
+        upsampler = denoiser_config(
+            u,
+            # the authors' layout: the noise-conditioning embedding exists and always receives 0
+            inner_model={"is_upsampler": True, "has_noise_cond_emb": True},
+            upsampling_factor=cfg.upsampling_factor,
+        )
+        models["upsampler"] = Denoiser(upsampler)
+    return models
 
 
 def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -123,28 +139,41 @@ class CsgoRun(TrainingRun):
     counters: CsgoCounters
 
     def __init__(self, cfg: CsgoConfig, root: Path | None = None) -> None:
-        super().__init__(cfg, csgo_run_key(cfg), root)
+        super().__init__(cfg, cfg.run_key, root)
+        self.kind = cfg.report_kind  # EpochReport.kind: names the MLflow experiment (diamond-<kind>)
+        ingest = "csgo_ingest" if isinstance(cfg, CsgoConfig) else "static_world_model_ingest"
 
-        data = CsgoDataPaths(Path(cfg.data.out_dir))
-        self.index = load_index(data.root)
+        data = DatasetPaths(cfg.dataset_dir)
+        self.index = load_index(data.root, hint=f"kedro run --pipeline={ingest}")
+        self.action = ActionSpec.from_dict(self.index["action"])
+        has_low = self.index.get("low_res_size", True) is not None
+        if (cfg.upsampling_factor is not None) != has_low:
+            raise ValueError(
+                f"{data.index} was ingested {'with' if has_low else 'without'} a low-resolution store, but the "
+                f"config {'has no' if has_low else 'has an'} upsampler: re-ingest or change dataset.low_res_size"
+            )
+        self.model_names = MODELS if cfg.upsampling_factor is not None else ("denoiser",)
+        resolutions = ("low_res", "full_res") if "upsampler" in self.model_names else ("low_res",)
         self.stores = {}
-        for res in ("low_res", "full_res"):
+        for res in resolutions:
             for split in ("train", "test"):
                 path = data.store(res, split)
                 if not path.is_dir():
-                    raise FileNotFoundError(f"{path} does not exist: ingest the CS:GO dataset first (csgo_ingest)")
+                    raise FileNotFoundError(f"{path} does not exist: ingest the dataset first ({ingest})")
                 self.stores[(res, split)] = ReplayStore(path, create=False)
-        for split in ("train", "test"):
-            lo, hi = self.stores[("low_res", split)], self.stores[("full_res", split)]
-            if not np.array_equal(lo.lengths, hi.lengths):
-                raise ValueError(f"{lo.root} and {hi.root} disagree on their episodes: re-run csgo_ingest to repair them")
+        if "full_res" in resolutions:
+            for split in ("train", "test"):
+                lo, hi = self.stores[("low_res", split)], self.stores[("full_res", split)]
+                if not np.array_equal(lo.lengths, hi.lengths):
+                    raise ValueError(f"{lo.root} and {hi.root} disagree on their episodes: re-run {ingest} to repair them")
         if self.stores[("low_res", "train")].num_episodes == 0:
             raise ValueError(f"{data.store('low_res', 'train')} has no episodes: nothing to train on")
 
         # Models live on the CPU between their phases when offloading (spec §7.4).
         self.home = torch.device("cpu") if cfg.run.offload else self.device
-        self.models = {k: m.to(self.home) for k, m in build_models(cfg).items()}
+        self.models = {k: m.to(self.home) for k, m in build_models(cfg, self.action).items()}
         self._make_optimizers(self.models)
+        # two streams whether or not there is an upsampler: the dynamics model draws the same batches either way
         seeds = np.random.SeedSequence(cfg.run.seed).spawn(len(MODELS))
         self.samplers = {
             name: SegmentSampler(
@@ -158,8 +187,9 @@ class CsgoRun(TrainingRun):
                 pin_memory=self.device.type == "cuda",
             )
             for name, seed in zip(MODELS, seeds)
+            if name in self.model_names
         }
-        self.counters = CsgoCounters()
+        self.counters = CsgoCounters(num_batch_train={m: 0 for m in self.model_names})
 
     def seq_len(self, name: str) -> int:
         m = getattr(self.cfg, name).model
@@ -178,6 +208,7 @@ class CsgoRun(TrainingRun):
             "format": STATE_FORMAT,
             "version": 1,
             **super()._state_dict(),
+            "action": self.action.to_dict(),
             "models": {k: m.state_dict() for k, m in self.models.items()},
         }
 
@@ -187,10 +218,13 @@ class CsgoRun(TrainingRun):
 
     def _check_state(self, state: Any, path: Path) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{path} is not a diamond-kedro CS:GO run state")
+            raise ValueError(f"{path} is not a diamond-kedro CS:GO / static world-model run state")
+        saved = state.get("action", CSGO_ACTION.to_dict())
+        if saved != self.action.to_dict():
+            raise ValueError(f"{path} was trained with actions {saved}, the dataset now has {self.action.to_dict()}")
 
     def _load_components(self, state: dict[str, Any], path: Path) -> None:
-        for k in MODELS:
+        for k in self.model_names:
             try:
                 self.models[k].load_state_dict(state["models"][k], strict=True)
             except RuntimeError as exc:
@@ -205,7 +239,8 @@ class CsgoRun(TrainingRun):
         """One whole epoch, every phase in order; returns its committed report."""
         self.begin_epoch()
         self.train_denoiser()
-        self.train_upsampler()
+        if "upsampler" in self.model_names:
+            self.train_upsampler()
         self.evaluate()
         return self.commit()
 
@@ -283,6 +318,9 @@ class CsgoRun(TrainingRun):
         return self.train_model("denoiser")
 
     def train_upsampler(self) -> dict[str, float]:
+        """Train the upsampler (nothing, returning {}, when the run has none)."""
+        if "upsampler" not in self.model_names:
+            return {}
         return self.train_model("upsampler")
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -306,12 +344,11 @@ class CsgoRun(TrainingRun):
         return out
 
     @torch.no_grad()
-    def imagination_video(self) -> Path | None:
-        """Imagine from a test episode's first L frames with its recorded actions; real | imagined | diff video."""
-        from diamond_kedro.evaluation.video import write_comparison_video
-
+    def imagine_test_episode(self) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Imagine from a test episode's first L frames with its recorded actions (at the output resolution:
+        the upsampler's when there is one). Returns (real, imagined) uint8 (T, H, W, 3) and the episode id."""
         e = self.cfg.evaluate
-        low_store, full_store = self.stores[("low_res", "test")], self.stores[("full_res", "test")]
+        low_store = self.stores[("low_res", "test")]
         if low_store.num_episodes == 0:
             return None
         eid = min(e.video_episode, low_store.num_episodes - 1)
@@ -321,17 +358,32 @@ class CsgoRun(TrainingRun):
         if horizon < 1:
             return None
         low = collate_windows(low_store, [eid], [0], n + horizon, self.device)
-        full = collate_windows(full_store, [eid], [0], n + horizon, self.device)
-        with self.on_device(*MODELS):
+        with self.on_device(*self.model_names):
             for m in self.models.values():
                 m.eval()
-            _, imagined = imagine(
-                self.models["denoiser"], self.models["upsampler"],
-                low.obs[:, :n], full.obs[:, n - 1], low.act[:, : n + horizon - 1], preset=e.sampler_preset,
-            )
+            if "upsampler" in self.model_names:
+                full = collate_windows(self.stores[("full_res", "test")], [eid], [0], n + horizon, self.device)
+                _, imagined = imagine(
+                    self.models["denoiser"], self.models["upsampler"],
+                    low.obs[:, :n], full.obs[:, n - 1], low.act[:, : n + horizon - 1], preset=e.sampler_preset,
+                )
+            else:
+                full = low
+                imagined = imagine_dynamics(self.models["denoiser"], low.obs[:, :n], low.act[:, : n + horizon - 1],
+                                            preset=e.sampler_preset)
+        return to_uint8_frames(full.obs[0, n - 1 :]), to_uint8_frames(imagined[0]), eid
+
+    @torch.no_grad()
+    def imagination_video(self, imagined: tuple[np.ndarray, np.ndarray, int] | None = None) -> Path | None:
+        """real | imagined | diff video of :meth:`imagine_test_episode` (computed here unless given)."""
+        from diamond_kedro.evaluation.video import write_comparison_video
+
+        imagined = imagined if imagined is not None else self.imagine_test_episode()
+        if imagined is None:
+            return None
+        real_u8, imagined_u8, eid = imagined
         path = self.paths.media / f"imagination_epoch_{self.epoch:05d}.mp4"
-        real_u8, imagined_u8 = to_uint8_frames(full.obs[0, n:]), to_uint8_frames(imagined[0])
-        written = write_comparison_video(real_u8, imagined_u8, path, fps=e.video_fps, scale=1)
+        written = write_comparison_video(real_u8[1:], imagined_u8, path, fps=self.cfg.video_fps, scale=1)
         file_id = self.index["splits"]["test"][eid] if eid < len(self.index["splits"]["test"]) else "?"
         log.info("Imagination video of test episode %d (%s): %s", eid, file_id, written)
         return written
@@ -342,15 +394,44 @@ class CsgoRun(TrainingRun):
         report, metrics = self._report(), {}
         with self._timed("evaluate"):
             if self.stores[("low_res", "test")].num_episodes:
-                for name in MODELS:
+                for name in self.model_names:
                     m = self.test_losses(name)
                     report.add(f"{name}/test", m)
                     metrics.update({f"{name}/test/{k}": v for k, v in m.items()})
-                if self.cfg.evaluate.video:
-                    video = self.imagination_video()
-                    if video is not None:
-                        report.artifacts.append(("media", video))
+                horizons = self.cfg.evaluate.fidelity_horizons
+                if self.cfg.evaluate.video or horizons:
+                    imagined = self.imagine_test_episode()
+                    if imagined is not None and horizons:
+                        m = fidelity_at_horizons(imagined[0], imagined[1], horizons)
+                        report.add("fidelity", m)
+                        metrics.update({f"fidelity/{k}": v for k, v in m.items()})
+                    if self.cfg.evaluate.video:
+                        video = self.imagination_video(imagined)
+                        if video is not None:
+                            report.artifacts.append(("media", video))
         return metrics
+
+
+def fidelity_at_horizons(real: np.ndarray, imagined: np.ndarray, horizons: list[int]) -> dict[str, float]:
+    """PSNR and SSIM (dB / [0, 1]) of the imagined frame ``h`` steps after the context against the real one,
+    next to the copy-the-last-context-frame baseline. ``real`` (T + 1, H, W, 3) uint8 starts with the last
+    context frame; ``imagined`` (T, H, W, 3). Horizons beyond T are left out."""
+    from diamond_kedro.evaluation.image_metrics import finite_mean_db, psnr, ssim, uint8_hwc_to_chw
+
+    out: dict[str, float] = {}
+    t = len(imagined)
+    for h in horizons:
+        if h < 1 or h > t:
+            continue
+        truth = uint8_hwc_to_chw(real[h : h + 1])
+        for name, pred in (("", uint8_hwc_to_chw(imagined[h - 1 : h])), ("copy_last_", uint8_hwc_to_chw(real[:1]))):
+            out[f"psnr_{name}h{h}"] = finite_mean_db(psnr(pred, truth))  # uint8: peak 255; identical -> 100 dB
+            out[f"ssim_{name}h{h}"] = float(ssim(pred, truth).mean())
+    return out
+
+
+# The class serves every static-dataset world model; ``CsgoRun`` stays its name for existing callers.
+StaticWorldModelRun = CsgoRun
 
 
 def run_csgo_epoch(cfg: CsgoConfig) -> EpochReport:

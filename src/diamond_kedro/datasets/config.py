@@ -1,0 +1,173 @@
+"""Validated ``static_world_model:`` parameters (``conf/*/parameters_static_world_model.yml``).
+
+The family of the CS:GO world model for any recorded gameplay: a ``dataset`` section (which source, where,
+which resolutions, which actions, which split) and the CS:GO ``run`` / ``denoiser`` / ``upsampler`` /
+``evaluate`` sections (same fields and checks, :mod:`diamond_kedro.csgo.config`). Unknown keys are errors,
+every bound is checked, and a bad value fails before any work naming it as ``static_world_model.…``.
+
+The upsampler's factor is derived from the two resolutions (``frame_size / low_res_size``, one integer for
+both axes); ``low_res_size: null`` trains the dynamics model alone, at ``frame_size``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from diamond_kedro.config import _short, _Strict
+from diamond_kedro.csgo.config import (
+    CsgoDenoiserConfig,
+    CsgoEvaluateConfig,
+    CsgoModelConfig,
+    CsgoRunConfig,
+    CsgoSigmaDistributionConfig,
+    CsgoTrainingConfig,
+)
+
+PARAMS_KEY = "static_world_model"
+
+
+class VideoOptions(_Strict):
+    """``dataset.kind: video`` (see :mod:`diamond_kedro.datasets.video`)."""
+
+    actions_file: str | None = None  # one table for all videos; null = a sidecar <video stem>.csv/.parquet each
+    action_columns: list[str] = ["action"]
+    file_column: str = "file"  # in actions_file: the video of each row (file name or path under dataset.path)
+    frame_column: str | None = "frame"  # optional frame index column (rows are ordered by it)
+    episode_column: str | None = None  # null = one episode per video
+    reward_column: str = "reward"  # optional columns, stored when present
+    terminated_column: str = "terminated"
+    truncated_column: str = "truncated"
+
+
+class MinariOptions(_Strict):
+    observation_key: str | None = None  # for Dict observation spaces: the image entry
+
+
+class CsgoHdf5Options(_Strict):
+    frames_per_file: int | None = Field(default=None, gt=0)  # null = any number of frames per file
+    action_dim: int = Field(default=51, gt=0)  # width of frame_<i>_y
+
+
+class DatasetConfig(_Strict):
+    """Where the gameplay is, what it becomes (frames, actions, split) and where the stores go."""
+
+    name: str = Field(default="mygame", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # run folder <name>_<run.name>
+    kind: Literal["csgo_hdf5", "minari", "video"] = "video"
+    path: str = "data/mygame/raw"  # a folder of videos+tables / of HDF5 files or .tar / a Minari dataset folder
+    out_dir: str | None = None  # null = data/static/<name>
+    frame_size: tuple[int, int] = (64, 64)  # (H, W) stored; the upsampler's output when low_res_size is set
+    low_res_size: tuple[int, int] | None = None  # (H, W) of the dynamics model; null = no upsampler
+    resize: Literal["pad", "stretch"] = "pad"  # pad: aspect kept, black bars; stretch: each axis on its own
+    action_kind: Literal["auto", "discrete", "multi_hot", "continuous"] = "auto"
+    num_actions: int | None = Field(default=None, gt=0)  # discrete: number of ids (null = from the data)
+    test_fraction: float = Field(default=0.1, ge=0, lt=1)  # share of episodes held out (evenly spaced by name)
+    test_split_file: str | None = None  # a list of file / episode names instead of test_fraction
+    fps: float = Field(default=15.0, gt=0)  # the recording's frame rate: videos are written at it
+    on_bad_file: Literal["raise", "skip"] = "raise"  # skip = record the file and its error in index.json
+    fsync: bool = True
+    video: VideoOptions = VideoOptions()
+    minari: MinariOptions = MinariOptions()
+    csgo_hdf5: CsgoHdf5Options = CsgoHdf5Options()
+
+    @field_validator("frame_size", "low_res_size")
+    @classmethod
+    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) <= 0:
+            raise ValueError(f"sizes must be positive (H, W), got {v}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _not_atari(cls, v: str) -> str:
+        if v.lower() == "atari":
+            raise ValueError("'atari' is the Atari runs' MLflow experiment; choose another name")
+        return v
+
+    @model_validator(mode="after")
+    def _factor(self) -> "DatasetConfig":
+        if self.low_res_size is not None:
+            (h, w), (lh, lw) = self.frame_size, self.low_res_size
+            if h % lh or w % lw or h // lh != w // lw or h // lh < 2:
+                raise ValueError(
+                    f"frame_size {tuple(self.frame_size)} must be low_res_size {tuple(self.low_res_size)} times one "
+                    "integer factor >= 2 on both axes (the upsampler's factor), e.g. [150, 280] and [30, 56]"
+                )
+        return self
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else Path("data/static") / self.name
+
+    @property
+    def upsampling_factor(self) -> int | None:
+        return None if self.low_res_size is None else self.frame_size[0] // self.low_res_size[0]
+
+
+class StaticUpsamplerModelConfig(CsgoModelConfig):
+    """The CS:GO upsampler's model section without ``upsampling_factor`` (derived from the resolutions)."""
+
+    channels: list[int] = [64, 64, 128, 256]
+    attn_depths: list[bool] = [False, False, False, True]
+    num_steps_conditioning: int = Field(default=1, gt=0)
+    num_autoregressive_steps: int = Field(default=1, ge=0)
+
+
+class StaticUpsamplerConfig(_Strict):
+    model: StaticUpsamplerModelConfig = StaticUpsamplerModelConfig()
+    sigma_distribution: CsgoSigmaDistributionConfig = CsgoSigmaDistributionConfig()
+    training: CsgoTrainingConfig = CsgoTrainingConfig(batch_size=4)
+
+
+class StaticEvaluateConfig(CsgoEvaluateConfig):
+    video_fps: float | None = Field(default=None, gt=0)  # null = dataset.fps
+
+
+class StaticWorldModelConfig(_Strict):
+    """All ``static_world_model:`` parameters."""
+
+    dataset: DatasetConfig = DatasetConfig()
+    run: CsgoRunConfig = CsgoRunConfig(num_epochs=100)
+    denoiser: CsgoDenoiserConfig = CsgoDenoiserConfig()
+    upsampler: StaticUpsamplerConfig = StaticUpsamplerConfig()
+    evaluate: StaticEvaluateConfig = StaticEvaluateConfig()
+
+    # the interface the run reads (CsgoConfig has the same)
+    @property
+    def dataset_dir(self) -> Path:
+        return self.dataset.store_dir
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.dataset.name}_{self.run.name}"
+
+    @property
+    def report_kind(self) -> str:
+        return self.dataset.name
+
+    @property
+    def upsampling_factor(self) -> int | None:
+        return self.dataset.upsampling_factor
+
+    @property
+    def video_fps(self) -> float:
+        return self.evaluate.video_fps or self.dataset.fps
+
+
+class StaticWorldModelConfigError(ValueError):
+    """A ``static_world_model`` parameter is missing or out of range; the message names each one."""
+
+
+def parse_static_config(params: dict[str, Any] | None) -> StaticWorldModelConfig:
+    """Validate Kedro's ``params:static_world_model``; raise naming every bad parameter."""
+    try:
+        return StaticWorldModelConfig.model_validate(params or {})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join([PARAMS_KEY, *(str(p) for p in err["loc"])])
+            got = "" if err["type"] == "missing" else f" (got {_short(err.get('input'))})"
+            lines.append(f"  {where}: {err['msg']}{got}")
+        raise StaticWorldModelConfigError(f"invalid {PARAMS_KEY} parameters:\n" + "\n".join(lines)) from None
