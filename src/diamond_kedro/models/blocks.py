@@ -9,6 +9,7 @@ bottleneck for these 33 MB activations (BASELINES.md).
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import torch
@@ -33,17 +34,60 @@ def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
 
 
-def conv_layout(x: Tensor) -> Tensor:
-    """The memory layout the denoiser's convolutions run fastest in on this device.
+LAYOUT_ENV = "DIAMOND_CONV_LAYOUT"  # channels_last | contiguous | auto (default)
+_layout_choice: dict[tuple[int, str], bool] = {}
 
-    On CPU, oneDNN's fp32 convolutions are ~20 % faster in channels_last (NHWC) at 64 channels and
-    the layout then propagates through GroupNorm, SiLU, add, cat and max-pool (measured at batch 32,
-    64×64: denoiser 3-Euler sampling −20 %, training step −5 %; actor-critic update −20 %, mostly
-    max-pool). The reward/end encoder (32 channels, 576 frames) is slower in it and, in the default
-    layout, gets the fused AdaGroupNorm instead, so it does not use it. Other devices keep their
-    default layout (the cuDNN choice is left to the user).
+
+def conv_layout(x: Tensor) -> Tensor:
+    """The memory layout the denoiser's and actor-critic's convolutions run fastest in on this machine.
+
+    Which one wins depends on the CPU, not on taste: channels_last (NHWC) made a paper-size denoiser
+    training step 11 % faster on an AVX-512 Xeon, while on an AVX2 Zen 3 it made the same step 27 %
+    slower (BASELINES.md); in the default layout the AdaGroupNorm fusion applies. So on CPU the choice
+    is a short probe at first use (``channels_last_pays``), cached on disk per CPU model, torch version,
+    thread count and ISA limit; ``DIAMOND_CONV_LAYOUT=channels_last|contiguous`` overrides it. GPUs keep
+    the default layout (the cuDNN choice is left to the user).
     """
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+    if x.device.type == "cpu" and channels_last_pays():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def channels_last_pays() -> bool:
+    """Whether CPU convolutions of these models should run in channels_last here (see ``conv_layout``)."""
+    from diamond_kedro.utils import layout_probe
+
+    choice = os.environ.get(LAYOUT_ENV, "auto")
+    if choice not in ("auto", "channels_last", "contiguous"):
+        raise ValueError(f"{LAYOUT_ENV}={choice!r}: expected channels_last, contiguous or auto")
+    if choice != "auto":
+        return choice == "channels_last"
+    key = (torch.get_num_threads(), layout_probe.isa_limit())
+    if key not in _layout_choice:
+        _layout_choice[key] = layout_probe.cached_choice(probe_resblock_layouts)
+    return _layout_choice[key]
+
+
+def probe_resblock_layouts(repeats: int = 3) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of a 64-channel ResBlock forward + backward (the denoiser's bulk:
+    AdaGroupNorm, SiLU, two 3×3 convs) on an (8, 64, 32, 32) input, in each layout. About a second."""
+    import time
+
+    gen = torch.Generator().manual_seed(0)
+    block = ResBlock(64, 64, 64, attn=False)
+    with torch.no_grad():  # the zero-initialised conv2 would leave part of the backward trivial
+        block.conv2.weight.normal_(0, 0.02, generator=gen)
+    x0, cond = torch.randn(8, 64, 32, 32, generator=gen), torch.randn(8, 64, generator=gen)
+    best = {}
+    for name, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        x = x0.contiguous(memory_format=fmt).requires_grad_()
+        times = []
+        for _ in range(repeats + 1):  # the first call of each layout warms oneDNN's primitive cache
+            t0 = time.perf_counter()
+            block(x, cond).sum().backward()
+            times.append(time.perf_counter() - t0)
+        best[name] = min(times[1:])
+    return best
 
 
 def silu_temp(x: Tensor) -> Tensor:

@@ -1,0 +1,70 @@
+"""Per-machine cache of measured kernel choices (today: the CPU convolution memory layout).
+
+A choice is measured once per (CPU model, torch version, thread count, ISA limit) and kept in
+``$XDG_CACHE_HOME/diamond_kedro/kernel_choices.json`` (``~/.cache`` by default; ``DIAMOND_CACHE_DIR``
+overrides the folder), written atomically. An unreadable cache file is measured over, never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from diamond_kedro.utils.atomic import atomic_write_text
+
+ISA_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_limit() -> str:
+    """The ISA limits set in the environment (they change which kernels run), '' when none."""
+    return ",".join(f"{v}={os.environ[v]}" for v in ISA_VARS if os.environ.get(v))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_file() -> Path:
+    root = os.environ.get("DIAMOND_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "diamond_kedro"
+    )
+    return Path(root) / "kernel_choices.json"
+
+
+def machine_key() -> str:
+    return f"{cpu_model()} | torch {torch.__version__} | threads {torch.get_num_threads()} | isa {isa_limit() or 'native'}"
+
+
+def cached_choice(probe: Callable[[], dict[str, float]], name: str = "conv_layout") -> bool:
+    """True when channels_last won ``probe`` (seconds per layout) on this machine; measured on first use."""
+    path, key = cache_file(), machine_key()
+    try:
+        cache = json.loads(path.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(name, {}).get(key)
+    if isinstance(entry, dict) and entry.get("choice") in ("channels_last", "contiguous"):
+        return entry["choice"] == "channels_last"
+    times = probe()
+    # channels_last must win by a margin: a tie is not worth losing the AdaGroupNorm fusion for
+    choice = "channels_last" if times["channels_last"] < 0.95 * times["contiguous"] else "contiguous"
+    cache.setdefault(name, {})[key] = {"choice": choice, "seconds": times}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(cache, indent=1))
+    except OSError:
+        pass  # a read-only home: the choice still holds for this process
+    return choice == "channels_last"
