@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from diamond_kedro.models.blocks import LAYOUT_ENV, AdaGroupNorm, conv_layout, probe_resblock_layouts
+from diamond_kedro.models.blocks import LAYOUT_ENV, AdaGroupNorm, conv_layout, probe_conv_layouts
 from diamond_kedro.utils import layout_probe
 from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
 from diamond_kedro.models.unet import InnerModelConfig
@@ -99,5 +99,5 @@ def test_layout_choice_is_probed_once_per_machine_and_cached_on_disk(tmp_path, m
 
 
 def test_layout_probe_times_both_layouts():
-    times = probe_resblock_layouts(repeats=1)
+    times = probe_conv_layouts(repeats=1)
     assert set(times) == {"channels_last", "contiguous"} and all(t > 0 for t in times.values())

@@ -36,6 +36,7 @@ def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
 
 LAYOUT_ENV = "DIAMOND_CONV_LAYOUT"  # channels_last | contiguous | auto (default)
 _layout_choice: dict[tuple[int, str], bool] = {}
+_forced_layout: list[bool | None] = [None]  # set by the probe while it times one layout
 
 
 def conv_layout(x: Tensor) -> Tensor:
@@ -48,7 +49,10 @@ def conv_layout(x: Tensor) -> Tensor:
     thread count and ISA limit; ``DIAMOND_CONV_LAYOUT=channels_last|contiguous`` overrides it. GPUs keep
     the default layout (the cuDNN choice is left to the user).
     """
-    if x.device.type == "cpu" and channels_last_pays():
+    if x.device.type != "cpu":
+        return x
+    forced = _forced_layout[0]
+    if forced if forced is not None else channels_last_pays():
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -64,29 +68,38 @@ def channels_last_pays() -> bool:
         return choice == "channels_last"
     key = (torch.get_num_threads(), layout_probe.isa_limit())
     if key not in _layout_choice:
-        _layout_choice[key] = layout_probe.cached_choice(probe_resblock_layouts)
+        _layout_choice[key] = layout_probe.cached_choice(probe_conv_layouts)
     return _layout_choice[key]
 
 
-def probe_resblock_layouts(repeats: int = 3) -> dict[str, float]:
-    """Best-of-``repeats`` seconds of a 64-channel ResBlock forward + backward (the denoiser's bulk:
-    AdaGroupNorm, SiLU, two 3×3 convs) on an (8, 64, 32, 32) input, in each layout. About a second."""
+def probe_conv_layouts(repeats: int = 3) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of a forward + backward of the paper-size denoiser network (64
+    channels, 4 levels) on 2 frames, in each layout, the layouts alternating so that a busy machine slows
+    both alike. About 2-3 seconds on 2 cores, once per machine (the result is cached)."""
     import time
 
+    from diamond_kedro.models.unet import InnerModel, InnerModelConfig
+
     gen = torch.Generator().manual_seed(0)
-    block = ResBlock(64, 64, 64, attn=False)
-    with torch.no_grad():  # the zero-initialised conv2 would leave part of the backward trivial
-        block.conv2.weight.normal_(0, 0.02, generator=gen)
-    x0, cond = torch.randn(8, 64, 32, 32, generator=gen), torch.randn(8, 64, generator=gen)
-    best = {}
-    for name, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
-        x = x0.contiguous(memory_format=fmt).requires_grad_()
-        times = []
-        for _ in range(repeats + 1):  # the first call of each layout warms oneDNN's primitive cache
-            t0 = time.perf_counter()
-            block(x, cond).sum().backward()
-            times.append(time.perf_counter() - t0)
-        best[name] = min(times[1:])
+    net = InnerModel(InnerModelConfig(num_actions=4))
+    with torch.no_grad():  # zero-initialised output convs would leave part of the backward trivial
+        for p in net.parameters():
+            if p.ndim > 1 and not p.any():
+                p.normal_(0, 0.02, generator=gen)
+    noisy, obs = torch.randn(2, 3, 64, 64, generator=gen), torch.randn(2, 12, 64, 64, generator=gen)
+    act, c_noise = torch.randint(0, 4, (2, 4), generator=gen), torch.zeros(2)
+    best = {"contiguous": float("inf"), "channels_last": float("inf")}
+    for i in range(repeats + 1):  # round 0 warms oneDNN's primitive cache and is not counted
+        for name in best:
+            _forced_layout[0] = name == "channels_last"
+            try:
+                t0 = time.perf_counter()
+                net(noisy, c_noise, obs, act).square().mean().backward()
+                dt = time.perf_counter() - t0
+            finally:
+                _forced_layout[0] = None
+            if i:
+                best[name] = min(best[name], dt)
     return best
 
 
