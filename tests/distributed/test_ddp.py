@@ -21,7 +21,7 @@ from diamond_kedro.config import parse_config
 from diamond_kedro.training.run import AtariRun
 
 from ..profiles import profile_parameters
-from .isolation import loopback_only
+from ..isolation import loopback_only
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 BIN = Path(sys.executable).parent
