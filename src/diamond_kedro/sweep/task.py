@@ -11,9 +11,11 @@ committed state (no lost or duplicated transitions), and the MLflow hook finds t
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import asdict
@@ -74,6 +76,8 @@ def train_cell(sweep: Sweep, game: str, seed: int, env_vars: dict[str, str]) -> 
     log_path = sweep.log_path(game, seed)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path)
+    # `kill -USR1 <pid>` (the pid in the cell's status) writes every thread's stack to the cell's log
+    faulthandler.register(signal.SIGUSR1, file=handler.stream, all_threads=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     params = cell_params(sweep, game, seed)
     try:
@@ -93,6 +97,7 @@ def train_cell(sweep: Sweep, game: str, seed: int, env_vars: dict[str, str]) -> 
         status.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         raise
     finally:
+        faulthandler.unregister(signal.SIGUSR1)
         handler.close()
         status.updated = time.time()
         write_status(path, status)
