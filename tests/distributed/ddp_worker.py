@@ -1,4 +1,5 @@
-"""Trains the world model of a prepared ci run for a few steps, without committing; run alone
+"""Collects one epoch's steps into a prepared ci run and trains its world model for a few steps, without
+committing; run alone
 (``python ddp_worker.py``) or under ``torchrun --nproc-per-node=2`` (gloo). Rank 0 saves the trained
 ``denoiser`` and ``rew_end_model`` parameters to OUT.
 
@@ -35,11 +36,15 @@ def main(root: str, out: str, params_json: str) -> None:
     cfg = parse_config(json.loads(params_json))
     run = AtariRun.open(cfg, root=root)
     run.begin_epoch()
+    run.collect()  # rank 0 collects 50 steps; the other rank must train on them too (re-read store)
     run.train_denoiser()
     run.train_rew_end_model()
     if run.dist.is_main:
+        assert run.replay_train.num_steps == run.counters.env_steps
         torch.save({name: {k: v.detach().cpu() for k, v in getattr(run.agent, name).state_dict().items()}
                     for name in ("denoiser", "rew_end_model")}, out)
+    if not run.dist.is_main:  # rank 1 sees rank 0's collection and counters
+        assert run.replay_train.num_steps == run.counters.env_steps and run.counters.env_steps % 50 == 0
     run.close()
 
 

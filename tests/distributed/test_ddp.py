@@ -1,7 +1,8 @@
 """Two-process gloo DDP (torchrun) equals one process with the same global batch.
 
-A ci run's replay is collected once; then ``ddp_worker.py`` trains its ``denoiser`` and ``rew_end_model``
-for 3 steps each (lr 1e-3, no warm-up, global batch 4) alone and as 2 torchrun ranks of 2 rows each.
+A ci run's first epoch is collected once; then ``ddp_worker.py`` collects epoch 2's 50 steps (rank 0; the
+other rank re-reads the store) and trains the ``denoiser`` and ``rew_end_model`` for 3 steps each (lr 1e-3,
+no warm-up, global batch 4), alone and as 2 torchrun ranks of 2 rows each.
 Adam's update is nearly sign(gradient) * lr, so a wrong shard or a wrong gradient average shows up in
 almost every parameter; as a check that the comparison can fail, a one-process run on 2 rows only
 (rank 0's half) must end elsewhere.
