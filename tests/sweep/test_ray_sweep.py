@@ -55,13 +55,13 @@ def _check_run(project: Path, key: str) -> None:
     assert store.num_steps == 300 == state["counters"]["env_steps"] == int(store.lengths.sum())
 
 
-def _kill_mid_epoch(proc: subprocess.Popen, project: Path, key: str) -> None:
+def _kill_mid_epoch(proc: subprocess.Popen, project: Path, key: str, log: Path) -> None:
     """SIGKILL the Ray worker of run ``key`` once epoch 1 is committed and epoch 2's collection is on disk."""
     status_path = project / "data" / "sweeps" / "ci" / "cells" / f"{key}.json"
     manifest = project / "data" / "runs" / key / "replay" / "train" / "manifest.json"
     deadline = time.time() + 300
     while time.time() < deadline:
-        assert proc.poll() is None, f"the sweep ended before its worker could be killed:\n{proc.stdout.read()[-4000:]}"
+        assert proc.poll() is None, f"the sweep ended before its worker could be killed:\n{log.read_text()[-4000:]}"
         status = json.loads(status_path.read_text()) if status_path.exists() else None
         if status and status["epoch"] == 1 and json.loads(manifest.read_text())["num_steps"] > status["env_steps"]:
             break
@@ -85,14 +85,18 @@ def test_sweep_of_two_games_survives_a_killed_worker_and_ends_with_runs_and_repo
     # a longer denoiser phase (60 steps, a few seconds) keeps each epoch open long enough to be killed in
     cmd = _sweep_cmd(project, "--games", "Breakout,Pong", "--seeds", "0", "--params",
                      SHORT + ",denoiser.training.steps_per_epoch=60")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        _kill_mid_epoch(proc, project, "Breakout_seed0_ci")
-        out, _ = proc.communicate(timeout=500)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    # output to a file, not a pipe: Ray's processes inherit it, and a full pipe nobody reads would block them
+    log = tmp_path / "sweep.out"
+    with log.open("w") as out_file:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(project), stdout=out_file, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        try:
+            _kill_mid_epoch(proc, project, "Breakout_seed0_ci", log)
+            proc.wait(timeout=500)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    out = log.read_text()
     assert proc.returncode == 0, out[-6000:]
     assert "2 done" in out
 
