@@ -21,6 +21,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from diamond_kedro.config import parse_config
+from diamond_kedro.distributed import env_rank
 from diamond_kedro.reporting import EpochReport, add_sink, remove_sink
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class MlflowTrackingHook:
             self._conf = {}
 
     def _enabled(self) -> bool:
+        if env_rank() != 0:  # under torchrun only rank 0 logs (diamond_kedro.distributed)
+            return False
         if os.environ.get("DIAMOND_MLFLOW", "").lower() in {"0", "false", "off"}:
             return False
         return bool(self._conf.get("enabled", True))

@@ -175,8 +175,8 @@ class CsgoRun(TrainingRun):
         self._make_optimizers(self.models)
         # two streams whether or not there is an upsampler: the dynamics model draws the same batches either way
         seeds = np.random.SeedSequence(cfg.run.seed).spawn(len(MODELS))
-        self.samplers = {
-            name: SegmentSampler(
+        self.samplers = {  # under torchrun: this rank's rows of each global batch (``distributed``)
+            name: self.dist.shard(SegmentSampler(
                 self.stores[("low_res", "train")],
                 batch_size=getattr(cfg, name).training.batch_size,
                 seq_len=self.seq_len(name),
@@ -185,7 +185,7 @@ class CsgoRun(TrainingRun):
                 generator=np.random.default_rng(seed),
                 device=self.device,
                 pin_memory=self.device.type == "cuda",
-            )
+            ))
             for name, seed in zip(MODELS, seeds)
             if name in self.model_names
         }
@@ -283,11 +283,12 @@ class CsgoRun(TrainingRun):
         ids, starts = self.samplers[name].draw_windows()
         return self._windows_batch(name, "train", ids, starts)
 
-    def _loss(self, name: str, batch: Batch, low: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(self, name: str, batch: Batch, low: torch.Tensor | None, compute_loss: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
+        compute_loss = compute_loss or self.models[name].compute_loss
         with self._autocast():
             if name == "denoiser":
-                return self.models[name].compute_loss(batch)
-            return self.models[name].compute_loss(batch, low)
+                return compute_loss(batch)
+            return compute_loss(batch, low)
 
     # -- training (spec §7.4) --------------------------------------------------------------------
     def train_model(self, name: str) -> dict[str, float]:
@@ -300,10 +301,11 @@ class CsgoRun(TrainingRun):
         def update(acc: MetricAccumulator) -> float:
             """One optimiser step on ``grad_acc_steps`` accumulated micro-batches."""
             opt.zero_grad(set_to_none=True)
-            for _ in range(t.grad_acc_steps):
-                batch, low = self.sample_batch(name)
-                loss, metrics = self._loss(name, batch, low)
-                (loss / t.grad_acc_steps).backward()
+            for i in range(t.grad_acc_steps):
+                with compute_loss.accumulating(last=i == t.grad_acc_steps - 1):  # one all-reduce per step
+                    batch, low = self.sample_batch(name)
+                    loss, metrics = self._loss(name, batch, low, compute_loss)
+                    (loss / t.grad_acc_steps).backward()
                 acc.add(metrics)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm))
             opt.step()
@@ -311,6 +313,7 @@ class CsgoRun(TrainingRun):
             return grad_norm
 
         with self.on_device(name):
+            compute_loss = self.dist.loss(model)  # DDP under torchrun, built once the model is on its device
             model.train()
             return self._optimise(name, t.steps_per_epoch, update)
 
@@ -389,7 +392,7 @@ class CsgoRun(TrainingRun):
         return written
 
     def evaluate(self) -> dict[str, float]:
-        if not self.should_evaluate():
+        if not self.should_evaluate() or not self.dist.is_main:  # rank 0 writes the video and logs
             return {}
         report, metrics = self._report(), {}
         with self._timed("evaluate"):

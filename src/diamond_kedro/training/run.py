@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from diamond_kedro.config import DiamondConfig
+from diamond_kedro.distributed import DataParallelLoss, valid_transitions
 from diamond_kedro.envs.atari import TorchAtariEnv, make_atari_env, resolve_game
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
@@ -165,8 +166,9 @@ class AtariRun(TrainingRun):
 
         # repair=True: a run killed between a chunk's rename and the manifest's rewrite is re-manifested from
         # the files; whatever the uncommitted epoch wrote is then rolled back in ``open``.
-        self.replay_train = ReplayStore(self.paths.replay_train, repair=True)
-        self.replay_test = ReplayStore(self.paths.replay_test, repair=True)
+        # Under torchrun only rank 0 repairs (the others open after it, read-only: ``TrainingRun.open``).
+        self.replay_train = ReplayStore(self.paths.replay_train, repair=self.dist.is_main)
+        self.replay_test = ReplayStore(self.paths.replay_test, repair=self.dist.is_main)
         self.collector = Collector(
             self.train_env,
             store=self.replay_train,
@@ -179,6 +181,7 @@ class AtariRun(TrainingRun):
         self._wm_env: WorldModelEnv | None = None
         self._rollout: RolloutLoop | None = None
         self._samplers: dict[str, SegmentSampler] = {}
+        self._losses: dict[str, DataParallelLoss] = {}
 
     def make_env(self, *, num_envs: int, done_on_life_loss: bool, seed: int) -> TorchAtariEnv:
         """The configured game on the run's device: the train env, or a test env (``evaluation.py``)."""
@@ -237,7 +240,8 @@ class AtariRun(TrainingRun):
     def _load_state(self) -> None:
         super()._load_state()
         # chunks written by an epoch that never committed are not part of the run
-        self.replay_train.rollback(self.counters.epoch)
+        if self.dist.is_main:
+            self.replay_train.rollback(self.counters.epoch)
 
     def _progress_note(self) -> str:
         return f" ({self.counters.env_steps} env steps)"
@@ -265,6 +269,15 @@ class AtariRun(TrainingRun):
 
     # -- collection (spec §1.6, §6.1) -------------------------------------------------------------
     def collect(self) -> dict[str, float]:
+        stats = self._collect() if self.dist.is_main else {}
+        if self.dist.enabled:
+            # the other ranks train on what rank 0 collected: take its counters, re-read the store
+            self.counters = self.dist.broadcast(self.counters)
+            if not self.dist.is_main:
+                self.replay_train.refresh()
+        return stats
+
+    def _collect(self) -> dict[str, float]:
         report, c = self._report(), self.cfg.collect
         with self._timed("collect"):
             stats: dict[str, float] = {}
@@ -318,7 +331,10 @@ class AtariRun(TrainingRun):
     def _sampler(self, name: str) -> SegmentSampler:
         if name not in self._samplers:
             t = getattr(self.cfg, name).training
-            self._samplers[name] = SegmentSampler(
+            # world-model components: this rank's rows of the global batch (``distributed``); the
+            # actor-critic trains on rank 0 alone, on whole batches
+            shard = self.dist.shard if name != "actor_critic" else (lambda s: s)
+            self._samplers[name] = shard(SegmentSampler(
                 self.replay_train,
                 batch_size=t.batch_size,
                 seq_len=self.seq_len(name),
@@ -326,7 +342,7 @@ class AtariRun(TrainingRun):
                 weights=t.sample_weights,
                 seed=int(self.rng.integers(2**31)),
                 device=self.device,
-            )
+            ))
         return self._samplers[name]
 
     def _num_steps(self, name: str) -> int:
@@ -351,8 +367,18 @@ class AtariRun(TrainingRun):
     def _train_world_model_component(self, name: str) -> dict[str, float]:
         model = getattr(self.agent, name)
         sampler = self._sampler(name)
+        if name not in self._losses:  # DDP (gradients averaged over the ranks) under torchrun
+            self._losses[name] = self.dist.loss(model)
+        compute_loss = self._losses[name]
         model.train()
-        return self._train_steps(name, model, lambda: model.compute_loss(sampler.sample()))
+
+        def loss_fn() -> tuple[torch.Tensor, dict[str, Any]]:
+            batch = sampler.sample()
+            # the rew_end_model's loss is a mean over valid transitions, whose number differs by shard
+            count = valid_transitions(batch) if name == "rew_end_model" and self.dist.enabled else None
+            return compute_loss(batch, count=count) if count is not None else compute_loss(batch)
+
+        return self._train_steps(name, model, loss_fn)
 
     def train_denoiser(self) -> dict[str, float]:
         return self._train_phase("denoiser", lambda: self._train_world_model_component("denoiser"))
@@ -385,6 +411,8 @@ class AtariRun(TrainingRun):
         return self._wm_env
 
     def train_actor_critic(self) -> dict[str, float]:
+        if not self.dist.is_main:  # imagination stays on rank 0 (why: ``distributed``)
+            return {}
         return self._train_phase("actor_critic", self._train_actor_critic)
 
     def _train_actor_critic(self) -> dict[str, float]:
@@ -412,7 +440,7 @@ class AtariRun(TrainingRun):
     def evaluate(self) -> dict[str, float]:
         from diamond_kedro.training.evaluation import evaluate_run
 
-        if not self.should_evaluate():
+        if not self.should_evaluate() or not self.dist.is_main:
             return {}
         with self._timed("evaluate"):
             metrics = evaluate_run(self)

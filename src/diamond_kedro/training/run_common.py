@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from diamond_kedro import distributed
 from diamond_kedro.models.denoiser import DenoiserConfig, SigmaDistributionConfig
 from diamond_kedro.models.rew_end_model import classification_metrics as rew_end_classification_metrics
 from diamond_kedro.models.unet import InnerModelConfig
@@ -195,7 +196,9 @@ class TrainingRun(ABC):
         self.paths = self.paths_cls(Path(root) if root is not None else Path(cfg.run.root) / key)
         if cfg.run.num_threads:
             torch.set_num_threads(cfg.run.num_threads)
-        self.device = resolve_device(cfg.run.device)
+        # under torchrun each rank joins the process group and takes its own device (``distributed``)
+        self.dist = distributed.setup(cfg.run.device)
+        self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.run.device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # spec §6.2: TF32 matmuls on
             torch.backends.cudnn.allow_tf32 = True
@@ -214,12 +217,15 @@ class TrainingRun(ABC):
     # -- opening and resuming --------------------------------------------------------------------
     @classmethod
     def open(cls, cfg: Any, root: Path | None = None) -> Self:
-        run = cls(cfg, root)
-        if run.paths.state.exists():
-            run._load_state()
-        else:
-            run._start_fresh()
-        run._flush_unlogged_report()
+        # under torchrun rank 0 opens first (it alone repairs and rolls back files), then the others read
+        with distributed.setup(cfg.run.device).main_first():
+            run = cls(cfg, root)
+            if run.paths.state.exists():
+                run._load_state()
+            elif run.dist.is_main:
+                run._start_fresh()
+            run._flush_unlogged_report()
+        run.dist.decorrelate_rng()
         return run
 
     def _start_fresh(self) -> None:
@@ -289,7 +295,8 @@ class TrainingRun(ABC):
 
     def _flush_unlogged_report(self) -> None:
         """A crash between ``commit``'s save and its emit leaves one report unlogged: send it now."""
-        if self.pending is None:
+        if self.pending is None or not self.dist.is_main:
+            self.pending = None
             return
         logged = int(self.paths.logged_marker.read_text()) if self.paths.logged_marker.exists() else 0
         if self.pending.epoch > logged:
@@ -382,14 +389,15 @@ class TrainingRun(ABC):
         report.metrics["duration"] = elapsed / 3600.0  # spec §6.5: hours per epoch
         report.metrics["epoch"] = float(report.epoch)
         self.counters.epoch = report.epoch
-        self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self._state_dict(), self.paths.state)
-        self._after_save(report)
-        self._write_dvc_metrics(report)
-        if self.is_over:
-            self.paths.over_marker.touch()
-        emit(report)
-        atomic_write_text(self.paths.logged_marker, str(report.epoch))
+        if self.dist.is_main:  # under torchrun the other ranks hold the same models and write nothing
+            self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(self._state_dict(), self.paths.state)
+            self._after_save(report)
+            self._write_dvc_metrics(report)
+            if self.is_over:
+                self.paths.over_marker.touch()
+            emit(report)
+            atomic_write_text(self.paths.logged_marker, str(report.epoch))
         self.pending = None
         log.info("Epoch %d of %s committed in %.1f s%s", report.epoch, self.key, elapsed, self._progress_note())
         return report
