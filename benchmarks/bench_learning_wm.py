@@ -33,7 +33,7 @@ SMALL = dict(channels=[32, 32, 32, 32], depths=[2, 2, 2, 2], cond_channels=128, 
 
 
 class Ours:
-    def __init__(self, num_actions: int) -> None:
+    def __init__(self, num_actions: int, amp: bool = False) -> None:
         from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
         from diamond_kedro.models.diffusion_sampler import DiffusionSampler
         from diamond_kedro.models.unet import InnerModelConfig
@@ -44,13 +44,17 @@ class Ours:
         self.opt = make_optimizer(self.model, lr=1e-4, weight_decay=1e-2, eps=1e-8)
         self.sched = make_warmup_scheduler(self.opt, 100)
         self._step = optimizer_step
+        self.amp = amp  # bf16 autocast of the training forward, as ``run.amp`` does
 
     def train_step(self, seg: dict) -> float:
+        import torch
+
         from diamond_kedro.replay.batch import Batch
 
         b = seg["obs"].size(0)
         batch = Batch(**seg, episode_ids=list(range(b)), starts=seg["act"].new_zeros(b))
-        loss, _ = self.model.compute_loss(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
+            loss, _ = self.model.compute_loss(batch)
         self._step(self.model, self.opt, self.sched, loss, max_grad_norm=1.0)
         return loss.item()
 
@@ -144,7 +148,7 @@ def copy_last(data: Flat, idx: np.ndarray) -> dict:
 
 
 def worker(args: argparse.Namespace) -> dict:
-    if args.who == "ours":
+    if args.who.startswith("ours"):
         from diamond_kedro.utils.allocator import tune_glibc_malloc
 
         tune_glibc_malloc()  # as every run of ours does
@@ -154,7 +158,7 @@ def worker(args: argparse.Namespace) -> dict:
     train, test = build_dataset(args.data)
     tr, te = Flat(train), Flat(test)
     torch.manual_seed(args.seed)
-    model = Ours(tr.num_actions) if args.who == "ours" else Authors(tr.num_actions, args.authors)
+    model = Ours(tr.num_actions, amp=args.who == "ours-bf16") if args.who.startswith("ours") else Authors(tr.num_actions, args.authors)
     # segments: 6 steps ending at a step with a real predecessor, so both prediction targets are real
     ends = np.flatnonzero(np.arange(len(tr)) - tr.start >= 1)
     rng = np.random.default_rng(1000 + args.seed)
@@ -189,6 +193,8 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=64, help="held-out contexts")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", type=Path, default=DEFAULT_ROOT)
+    p.add_argument("--amp", action="store_true",
+                   help="also train ours with bf16 autocast (run.amp): worth it on CPUs with AMX/AVX512-BF16, and GPUs")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at once (learning figures do not depend on it; wall times do: use --threads 1 with --jobs 2)")
     p.add_argument("--json", type=Path)
@@ -212,7 +218,7 @@ def main() -> None:
     base = copy_last(te, eval_contexts(te, args.eval))
     print(f"data: {args.data} ({train.num_steps} train / {test.num_steps} test steps); "
           f"built/opened in {time.perf_counter() - t0:.0f} s", flush=True)
-    whos = ["ours"] + (["authors"] if args.authors else [])
+    whos = ["ours"] + (["ours-bf16"] if args.amp else []) + (["authors"] if args.authors else [])
     seeds = [int(s) for s in args.seeds.split(",")]
     runs: dict[str, list[dict]] = {w: [] for w in whos}
 
