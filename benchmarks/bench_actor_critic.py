@@ -11,9 +11,8 @@ Components (each in a fresh subprocess, random weights, synthetic contexts):
   ac_update         one actor-critic training step: 15-step imagined rollout of 32 envs with gradient
                     through the actor-critic, λ-returns + loss, backward, clip 100, AdamW step.
 
-Authors' figures on this CPU type (BASELINES.md, Breakout A=4): imagination step 6.3 s (tcmalloc) /
-13.1 s (glibc), actor-critic update 104.8 s / 119.5 s. A paper-config imagination step takes seconds
-on 2 cores: keep --steps small. ``python benchmarks/bench_models.py`` runs these two as well, after
+A paper-config imagination step takes seconds on 2 cores: keep --steps small. Ratios against the
+authors' code: ``bench_vs_authors.py`` (both in one sitting). ``python benchmarks/bench_models.py`` runs these two as well, after
 the world-model steps, and prints one summary table.
 """
 
@@ -25,9 +24,7 @@ import os
 
 from _worker import ISA_ENV, NUM_ACTIONS, measure, random_batch, run_component, setup
 
-AUTHORS_TCMALLOC_S = {"imagination_step": 6.3, "ac_update": 104.8}
-AUTHORS_GLIBC_S = {"imagination_step": 13.1, "ac_update": 119.5}
-COMPONENTS = list(AUTHORS_TCMALLOC_S)
+COMPONENTS = ["imagination_step", "ac_update"]
 
 
 def _worker(args: argparse.Namespace) -> dict:
@@ -133,11 +130,6 @@ def main() -> None:
                 f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}  sys {r['sys_s']:.1f} s"
                 f"  load {r['load'][0]:.2f}->{r['load'][1]:.2f}"
             )
-            if args.device == "cpu" and args.threads == 2:
-                line += (
-                    f"  authors(tcmalloc)/ours = {AUTHORS_TCMALLOC_S[comp] / r['median_s']:.2f}x"
-                    f"  authors(glibc)/ours = {AUTHORS_GLIBC_S[comp] / r['median_s']:.2f}x"
-                )
             print(line, flush=True)
         if len(res) == 2:
             print(f"{comp:16s} glibc-default / tuned time ratio = {res[True]['median_s'] / res[False]['median_s']:.2f}x")

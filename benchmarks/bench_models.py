@@ -8,13 +8,10 @@
 
 Each step runs in a fresh subprocess (so allocator settings and peak RSS are per step); the
 actor-critic steps (imagination_step, ac_update) come from bench_actor_critic.py. The summary prints
-our median, the authors' best figure (BASELINES.md, tcmalloc column, 2 threads) and authors/ours, with
-the 1-minute load average before and after each step: above ~2.3 on a 2-core machine another process
-competed, and with 2 OpenMP threads that can slow a step several-fold — rerun.
-
-The authors' figures were measured on Zen 3 cores with AVX2 only. If this machine has AVX-512 (check
-``grep -c avx512f /proc/cpuinfo``), ``--isa avx2`` limits the kernels to AVX2 for a fairer comparison
-of the code (clock and micro-architecture still differ).
+our medians with the 1-minute load average before and after each step: above ~2.3 on a 2-core machine
+another process competed, and with 2 OpenMP threads that can slow a step several-fold — rerun.
+Ratios against the authors' code come only from ``bench_vs_authors.py``, which runs both in one sitting
+(figures from another machine are no baseline).
 """
 
 from __future__ import annotations
@@ -25,8 +22,7 @@ import os
 
 from _worker import ISA_ENV, NUM_ACTIONS, measure, random_batch, run_component, setup
 
-AUTHORS_S = {"denoiser_train": 10.9, "denoiser_sample": 5.6, "rew_end_train": 9.0, "wm_env_step": 6.3}
-COMPONENTS = list(AUTHORS_S)
+COMPONENTS = ["denoiser_train", "denoiser_sample", "rew_end_train", "wm_env_step"]
 AC_COMPONENTS = ["imagination_step", "ac_update"]  # from bench_actor_critic.py
 
 
@@ -132,16 +128,12 @@ def main() -> None:
         print(json.dumps(_worker(args)))
         return
 
-    from bench_actor_critic import AUTHORS_TCMALLOC_S  # same folder (script directory is on sys.path)
-
-    authors = {**AUTHORS_S, **AUTHORS_TCMALLOC_S}
     components = COMPONENTS + AC_COMPONENTS if args.component == "all" else [args.component]
     modes = [False, True] if args.compare_malloc else [args.no_malloc_tuning]
     print(
         f"device={args.device} threads={args.threads} isa={args.isa} steps={args.steps} (ac: {args.ac_steps}) "
         f"warmup={args.warmup} batch=32 64x64 A={NUM_ACTIONS} cpu={_cpu_name()}"
     )
-    comparable = args.device == "cpu" and args.threads == 2
     summary = []
     for comp in components:
         res = {}
@@ -158,21 +150,14 @@ def main() -> None:
                 f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}"
                 f"  sys {r['sys_s']:.1f} s  load {r['load'][0]:.2f}->{r['load'][1]:.2f}"
             )
-            if comparable:
-                line += f"  authors/ours = {authors[comp] / r['median_s']:.2f}x"
             print(line, flush=True)
             summary.append((comp, label, r))
         if len(res) == 2:
             print(f"{comp:16s} glibc-default / tuned time ratio = {res[True]['median_s'] / res[False]['median_s']:.2f}x")
 
-    print("\nstep              malloc          ours (s)  authors tcmalloc (s)  authors/ours  goal >=1.5x  load")
+    print("\nstep              malloc          ours (s)  load")
     for comp, label, r in summary:
-        ratio = authors[comp] / r["median_s"]
-        goal = ("yes" if ratio >= 1.5 else "NO") if comparable else "n/a"
-        print(
-            f"{comp:17s} {label:14s} {r['median_s']:9.2f} {authors[comp]:20.1f} {ratio:13.2f}x  {goal:>10s}"
-            f"  {r['load'][0]:.2f}->{r['load'][1]:.2f}"
-        )
+        print(f"{comp:17s} {label:14s} {r['median_s']:9.2f}  {r['load'][0]:.2f}->{r['load'][1]:.2f}")
 
 
 def _cpu_name() -> str:
