@@ -97,7 +97,8 @@ def find_tcmalloc(choice: str) -> str | None:
 
 def worker_commands(args: argparse.Namespace, step: str) -> tuple[list[str], list[str]]:
     steps = "1" if step in SLOW else str(args.steps)
-    common = ["--component", step, "--steps", steps, "--warmup", str(args.warmup), "--device", args.device,
+    warmup = "1" if step in SLOW else str(args.warmup)
+    common = ["--component", step, "--steps", steps, "--warmup", warmup, "--device", args.device,
               "--threads", str(args.threads)]
     preload = ["--preload", "4"] if step in ("imagination_step", "ac_update") else []
     authors = [args.authors_python, str(HERE / "_authors_worker.py"), "--authors", str(args.authors), *common, *preload]
@@ -129,7 +130,9 @@ def main() -> None:
     p.add_argument("--step", action="append", choices=STEPS, help="a step to time (repeatable; default all)")
     p.add_argument("--rounds", type=int, default=2, help="authors-then-ours rounds per step, each in fresh processes")
     p.add_argument("--steps", type=int, default=2, help="timed steps per process (ac_update: always 1)")
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=2,
+                   help="untimed steps first (ac_update: 1 short chunk): the heap reaches its steady size in the "
+                        "first two steps, later steps fault no new memory in (an epoch has 400 of them)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
     p.add_argument("--isa", choices=["native", *ISA_ENV], default="native", help="limit both sides' kernels")
