@@ -94,6 +94,8 @@ def _device(spec: str) -> Any:
 
 
 def _check_common(args: argparse.Namespace) -> None:
+    """Everything checkable before the models load (a typo must not cost a long load)."""
+    parse_keys(args.keys, args.family)
     if args.headless and args.steps is None:
         raise PlayError("--headless needs --steps N (how many steps to play)")
     if args.steps is not None and args.steps < 1:
@@ -109,6 +111,16 @@ def _check_common(args: argparse.Namespace) -> None:
             raise PlayError("no display found (DISPLAY/WAYLAND_DISPLAY unset): run with --headless --steps N --record out.mp4")
 
 
+def parse_keys(script: str | None, kind: str) -> list[Any]:
+    """The ``--keys`` script as per-step Atari controls or CS:GO vectors (PlayError naming a bad token)."""
+    from diamond_kedro.play.keymaps import atari_script_controls, csgo_script_action, parse_script
+
+    try:
+        return [atari_script_controls(s) if kind == "atari" else csgo_script_action(s) for s in parse_script(script)]
+    except ValueError as exc:
+        raise PlayError(str(exc)) from None
+
+
 def _save_png(path: str, frame: np.ndarray) -> Path:
     import imageio.v3 as iio
 
@@ -121,15 +133,11 @@ def _save_png(path: str, frame: np.ndarray) -> Path:
 
 def play_loop(session: Any, screen: Any, args: argparse.Namespace, kind: str) -> dict[str, Any]:
     """Events -> input -> one world-model step -> draw (-> record), until --steps, Esc or the window closes."""
-    from diamond_kedro.play.keymaps import (
-        ATARI_KEYS, CsgoInput, atari_script_controls, csgo_script_action, parse_script,
-    )
+    from diamond_kedro.play.keymaps import ATARI_KEYS, CsgoInput
     from diamond_kedro.play.recorder import Mp4Recorder
 
     pg = screen.pg
-    script = parse_script(args.keys)
-    # check the whole script before playing: a typo must not cost a long run
-    scripted = [atari_script_controls(s) if kind == "atari" else csgo_script_action(s) for s in script]
+    scripted = parse_keys(args.keys, kind)
     csgo_input = CsgoInput(getattr(args, "mouse_multiplier", 10.0))
     if kind == "csgo" and not args.headless:
         pg.mouse.set_visible(False)
