@@ -34,12 +34,14 @@ class CsgoContext:
     low: Tensor  # (L, 3, h, w) in [−1, 1]
     full_last: Tensor  # (3, H, W) the full-res version of the newest context frame
     act: Tensor  # (L, 51); the last row is overwritten by the first played action
-    next_act: Tensor  # (T, 51) the recorded actions that followed (may be empty)
+    next_act: Tensor  # (T, 51) the recorded actions from the newest context frame on (may be empty)
     name: str
+    episode: int | None = None  # test-split episode id and window start (dataset contexts)
+    start: int | None = None
 
 
 def _u8_chw(x: np.ndarray) -> Tensor:
-    return torch.as_tensor(np.asarray(x), dtype=torch.float32).div(255).mul(2).sub(1)
+    return torch.tensor(np.asarray(x), dtype=torch.float32).div(255).mul(2).sub(1)  # a copy: store arrays are read-only
 
 
 def dataset_contexts(data_root: str | Path, num_cond: int, seed: int = 0, max_contexts: int = 64) -> list[CsgoContext]:
@@ -67,9 +69,9 @@ def dataset_contexts(data_root: str | Path, num_cond: int, seed: int = 0, max_co
         out.append(CsgoContext(
             low=_u8_chw(low_ep.obs[sl]).permute(0, 3, 1, 2),
             full_last=_u8_chw(full_ep.obs[start + num_cond - 1]).permute(2, 0, 1),
-            act=torch.as_tensor(np.asarray(low_ep.act[sl], dtype=np.float32)),
-            next_act=torch.as_tensor(np.asarray(low_ep.act[start + num_cond - 1 :], dtype=np.float32)),
-            name=f"test episode {eid} @ {start}",
+            act=torch.tensor(np.asarray(low_ep.act[sl], dtype=np.float32)),
+            next_act=torch.tensor(np.asarray(low_ep.act[start + num_cond - 1 :], dtype=np.float32)),
+            name=f"test episode {eid} @ {start}", episode=int(eid), start=start,
         ))
     if not out:
         raise PlayError(f"{root}: no test episode has {num_cond} frames")
@@ -169,7 +171,7 @@ class CsgoPlay:
             nxt = self.context.next_act
             if self.episode_steps < len(nxt):
                 return nxt[self.episode_steps].numpy()
-            return np.zeros(ACTION_DIM, dtype=np.float32)
+            return np.zeros(ACTION_DIM, dtype=np.float32)  # a context with no recorded continuation
         if self.policy == "random":
             from diamond_kedro.csgo.actions import KEYS, MOUSE_X_BINS, MOUSE_Y_BINS, encode_action
 
@@ -180,6 +182,8 @@ class CsgoPlay:
     @torch.no_grad()
     def step(self, action: np.ndarray | None = None) -> np.ndarray:
         """One frame. ``action``: the player's 51-dim vector (human policy). Returns the action used."""
+        if self.policy == "replay" and self.episode_steps >= len(self.context.next_act):
+            self.reset()  # the recorded actions ran out: the next context (the authors truncate too)
         a = np.asarray(self._controller_action(action), dtype=np.float32)
         if a.shape != (ACTION_DIM,):
             raise PlayError(f"a CS:GO action has {ACTION_DIM} entries, got shape {a.shape}")
