@@ -167,3 +167,54 @@ def test_bad_input_fails_with_one_line(atari_run: Path, tmp_path: Path, capsys: 
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.delenv(var, raising=False)
     assert "no display found" in one_error_line(capsys, ["atari", "--run", str(atari_run)])
+
+
+def test_contexts_come_from_the_run_test_replay(atari_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from diamond_kedro.replay.store import EpisodeChunk, ReplayStore
+
+    with pytest.raises(PlayError, match="no run replay"):
+        AtariPlay(load_run_folder(atari_run), contexts="replay")
+    run = tmp_path / "Breakout_seed0_ci"
+    shutil.copytree(atari_run, run)
+    rng = np.random.default_rng(0)
+    n = 10
+    obs = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    ReplayStore(run / "replay" / "test", fsync=False).add_episode(EpisodeChunk(
+        obs=obs, act=rng.integers(0, 4, n), rew=np.zeros(n, np.float32), end=np.zeros(n, np.uint8),
+        trunc=np.zeros(n, np.uint8)))
+    play = AtariPlay(load_run_folder(run), policy="agent")
+    assert play.contexts == "replay" and play.real_env is None
+    for _ in range(3):
+        # the first frame of each world-model episode is a stored frame of the test episode
+        assert any(np.array_equal(play.imagined.frame, o) for o in obs)
+        play.reset()
+    play.step()
+
+
+def test_window_loop_reads_key_events(atari_run: Path) -> None:
+    """The windowed path (set_mode, flip, frame clock) under SDL's dummy driver, driven by posted key events."""
+    from diamond_kedro.play.cli import build_parser, play_loop
+    from diamond_kedro.play.display import Screen
+
+    args = build_parser().parse_args(["atari", "--run", str(atari_run), "--steps", "2", "--height", "32", "--fps", "1000"])
+    play = AtariPlay(load_run_folder(atari_run), contexts="env", policy="human")
+    screen = Screen("test", (32, 32), 1, headless=False, height=32)
+    pg = screen.pg
+    try:
+        pg.event.post(pg.event.Event(pg.KEYDOWN, key=pg.K_d))
+        assert play_loop(play, screen, args, "atari")["steps"] == 2
+        assert play.last_action == 2  # D held: RIGHT
+        pg.event.post(pg.event.Event(pg.KEYUP, key=pg.K_d))
+        pg.event.post(pg.event.Event(pg.KEYDOWN, key=pg.K_SPACE))
+        play_loop(play, screen, args, "atari")
+        assert play.last_action == 1  # space held: FIRE
+        pg.event.post(pg.event.Event(pg.KEYDOWN, key=pg.K_m))
+        play_loop(play, screen, args, "atari")
+        assert play.policy == "agent"
+        pg.event.post(pg.event.Event(pg.KEYDOWN, key=pg.K_ESCAPE))
+        assert play_loop(play, screen, args, "atari")["steps"] == 0
+    finally:
+        screen.close()
+        play.close()
