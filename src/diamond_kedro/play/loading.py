@@ -47,19 +47,17 @@ def game_name(game: str) -> str:
         raise PlayError(_first_line(exc)) from None
 
 
-def _torch_load(path: Path, what: str) -> Any:
+def _torch_load(path: Path, what: str, run_state: bool = False) -> Any:
+    """Agent and model files load with ``weights_only`` (tensors and containers, nothing executable); only
+    a run's own ``state.pt`` (optimisers, RNG states, the collector's emulator state) needs full unpickling."""
     if not path.exists():
         raise PlayError(f"{what} {path} does not exist")
     if not path.is_file():
         raise PlayError(f"{what} {path} is not a file")
     try:
-        # weights_only: agent files are plain tensors and containers; run states need full unpickling
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise PlayError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+        return torch.load(path, map_location="cpu", weights_only=not run_state)
+    except Exception as exc:
+        raise PlayError(f"cannot read {what} {path}: {_first_line(exc)}") from None
 
 
 def _is_csgo_state_dict(obj: Any) -> bool:
@@ -155,7 +153,7 @@ def load_run_folder(root: str | os.PathLike, game: str | None = None) -> AtariSo
         return src
     if not state_path.exists():
         raise PlayError(f"{root} is not a run folder with an agent (no checkpoints/agent_versions/*.pt, no checkpoints/state.pt)")
-    state = _torch_load(state_path, "run state")
+    state = _torch_load(state_path, "run state", run_state=True)
     if isinstance(state, Mapping) and str(state.get("format", "")).startswith("diamond-kedro-csgo"):
         raise PlayError(f"{root} is a CS:GO run: use `diamond-kedro play csgo --run {root}`")
     if not isinstance(state, Mapping) or state.get("format") != 1 or "agent" not in state:
@@ -230,7 +228,17 @@ def download_mlflow_file(uri: str, dst: str | os.PathLike | None = None) -> tupl
 
 
 def load_mlflow_agent(uri: str, game: str | None = None) -> AtariSource:
-    path, tags = download_mlflow_file(uri)
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="diamond-play-"))
+    try:
+        return _load_mlflow_agent(uri, game, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the agent is in memory now
+
+
+def _load_mlflow_agent(uri: str, game: str | None, folder: Path) -> AtariSource:
+    path, tags = download_mlflow_file(uri, folder)
     if game is None:
         game = tags.get("game")
     if game is None and uri.startswith(f"models:/{MLFLOW_MODEL_PREFIX}"):
@@ -299,7 +307,7 @@ def load_csgo_source(*, run: str | None = None, checkpoint: str | None = None) -
             raise PlayError(f"run folder {root} does not exist")
         if not state_path.exists():
             raise PlayError(f"{root} has no checkpoints/state.pt: not a trained CS:GO run")
-        state = _torch_load(state_path, "run state")
+        state = _torch_load(state_path, "run state", run_state=True)
         if isinstance(state, Mapping) and state.get("format") == 1 and "agent" in state:
             raise PlayError(f"{root} is an Atari run: use `diamond-kedro play atari --run {root}`")
         if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
