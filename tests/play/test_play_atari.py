@@ -143,6 +143,8 @@ def test_bad_input_fails_with_one_line(atari_run: Path, tmp_path: Path, capsys: 
     assert "has 4 actions but Pong has 6" in one_error_line(capsys, ["atari", "--agent", str(agent_file), "--game", "Pong", *head])
     assert "needs --steps" in one_error_line(capsys, ["atari", "--run", str(atari_run), "--headless"])
     assert "give exactly one of" in one_error_line(capsys, ["atari", "--run", str(atari_run), "--agent", str(agent_file), *head])
+    assert "of --record" in one_error_line(capsys, ["atari", "--run", str(atari_run), "--record", str(tmp_path / "no" / "a.mp4"), *head])
+    assert "writes an .mp4" in one_error_line(capsys, ["atari", "--run", str(atari_run), "--record", str(tmp_path / "a.avi"), *head])
     assert "unknown Atari key 'jump'" in one_error_line(capsys, ["atari", "--run", str(atari_run), "--keys", "jump", *head])
 
     # an agent file outside a run folder does not say its game

@@ -104,6 +104,11 @@ def _check_common(args: argparse.Namespace) -> None:
         raise PlayError(f"--height must be >= 16, got {args.height}")
     if args.screenshot and Path(args.screenshot).suffix.lower() != ".png":
         raise PlayError(f"--screenshot writes a .png file, got {args.screenshot}")
+    if args.record and Path(args.record).suffix.lower() != ".mp4":
+        raise PlayError(f"--record writes an .mp4 file, got {args.record}")
+    for flag, out in (("--record", args.record), ("--screenshot", args.screenshot)):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise PlayError(f"folder {Path(out).parent} of {flag} {out} does not exist")
     if not args.headless:
         from diamond_kedro.play.display import display_available
 
@@ -125,9 +130,14 @@ def _save_png(path: str, frame: np.ndarray) -> Path:
     import imageio.v3 as iio
 
     out = Path(path)
+    if not out.parent.is_dir():
+        raise PlayError(f"folder {out.parent} of --screenshot {out} does not exist")
     tmp = out.with_name(f".{out.name}.tmp")
-    iio.imwrite(tmp, frame, plugin="pillow", extension=".png")
-    os.replace(tmp, out)
+    try:
+        iio.imwrite(tmp, frame, plugin="pillow", extension=".png")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -60,6 +60,9 @@ class Mp4Recorder:
             return None
         self._gen.close()
         self._gen = None
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the video private to its writer
         os.replace(self._tmp, self.path)
         return self.path
 
