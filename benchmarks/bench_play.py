@@ -29,17 +29,23 @@ from diamond_kedro.training.csgo_run import build_models
 from diamond_kedro.training.run_common import resolve_device
 
 
-def timed(step, steps: int, warmup: int, device: torch.device) -> float:
+def timed(step, steps: int, warmup: int, device: torch.device) -> str:
+    """Wall-clock steps/s, and on CPU also steps per second of this process's CPU time: on a shared
+    machine the second is what an idle machine would give with one thread (``--threads 1``)."""
     for _ in range(warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return steps / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    text = f"{steps / wall:7.2f} steps/s"
+    if device.type == "cpu":
+        text += f"  ({steps / cpu:6.2f} per CPU second, {cpu / steps:6.2f} CPU s/step)"
+    return text
 
 
 def bench_atari(device: torch.device, steps: int, warmup: int) -> None:
@@ -50,7 +56,7 @@ def bench_atari(device: torch.device, steps: int, warmup: int) -> None:
                          contexts="env", policy="agent", horizon=10_000)
         rate = timed(play.step, steps, warmup, device)
         play.close()
-        print(f"atari  paper size  {n} {'Euler' if order == 1 else 'Heun '} steps   {rate:7.2f} steps/s", flush=True)
+        print(f"atari  paper size  {n} {'Euler' if order == 1 else 'Heun '} steps  {rate}", flush=True)
 
 
 def csgo_config(size: str) -> CsgoConfig:
@@ -64,7 +70,7 @@ def csgo_config(size: str) -> CsgoConfig:
     return parse_csgo_config(yaml.safe_load(conf.read_text())["csgo"])
 
 
-def bench_csgo(device: torch.device, steps: int, warmup: int, sizes: list[str]) -> None:
+def bench_csgo(device: torch.device, steps: int, warmup: int, sizes: list[str], presets: list[str]) -> None:
     for size in sizes:
         torch.manual_seed(0)
         models = build_models(csgo_config(size))
@@ -72,12 +78,11 @@ def bench_csgo(device: torch.device, steps: int, warmup: int, sizes: list[str]) 
         ctx = CsgoContext(low=torch.rand(4, 3, 30, 56) * 2 - 1, full_last=torch.rand(3, 150, 280) * 2 - 1,
                           act=torch.zeros(4, 51), next_act=torch.zeros(0, 51), name="random")
         action = csgo_script_action(["w", "mx=10"])
-        for preset in ("fast", "higher_quality"):
+        for preset in presets:
             for upsample in (True, False):
                 play = CsgoPlay(src, [ctx], device=device, preset=preset, upsample=upsample)
                 rate = timed(lambda: play.step(action), steps, warmup, device)
-                print(f"csgo   {size:5s} size  {preset:14s} upsampler {'on ' if upsample else 'off'}  {rate:7.2f} steps/s",
-                      flush=True)
+                print(f"csgo   {size:5s} size  {preset:14s} upsampler {'on ' if upsample else 'off'}  {rate}", flush=True)
 
 
 def main() -> None:
@@ -87,13 +92,17 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--only", choices=("atari", "csgo"), default=None)
     p.add_argument("--sizes", default="quick,paper", help="CS:GO model sizes: quick, paper (comma-separated)")
+    p.add_argument("--presets", default="fast,higher_quality", help="CS:GO sampler presets (comma-separated)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(f"device {device}, torch threads {torch.get_num_threads()}")
     if args.only in (None, "atari"):
         bench_atari(device, args.steps, args.warmup)
     if args.only in (None, "csgo"):
-        bench_csgo(device, args.steps, args.warmup, args.sizes.split(","))
+        bench_csgo(device, args.steps, args.warmup, args.sizes.split(","), args.presets.split(","))
 
 
 if __name__ == "__main__":

@@ -220,3 +220,19 @@ def test_window_loop_reads_key_events(atari_run: Path) -> None:
     finally:
         screen.close()
         play.close()
+
+
+def test_authors_agent_file_plays(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A flat state dict of the paper-size agent (the authors' file layout, spec Appendix B): random weights."""
+    from diamond_kedro.models.agent import Agent, AgentConfig
+
+    torch.manual_seed(0)
+    flat = tmp_path / "Breakout.pt"
+    torch.save(Agent(AgentConfig(num_actions=4)).state_dict(), flat)
+    src = load_atari_source(authors=str(flat), game="breakout")
+    assert src.game == "Breakout" and src.agent.cfg.actor_critic.img_size == 64 and src.run_root is None
+    with pytest.raises(PlayError, match="needs --game"):
+        load_atari_source(authors=str(flat))
+    rc = main(["atari", "--authors", str(flat), "--game", "Breakout", "--policy", "agent", "--headless", "--steps", "2",
+               "--denoising-steps", "1", "--height", "64"])
+    assert rc == 0, capsys.readouterr().err
