@@ -130,6 +130,7 @@ class AtariPlay:
         self.last_entropy = self.last_value = 0.0
         self.real: Side | None = None
         self.trace: RealTrace | None = None
+        self.last_episode: Side | None = None  # the imagined episode that ended last (shown in the header)
         self.imagined = self._new_episode(self.wm.reset(), self.wm.obs_buffer[:, :-1])
 
     @staticmethod
@@ -179,6 +180,7 @@ class AtariPlay:
         act = torch.tensor([acts + [0]], dtype=torch.long, device=self.device)  # the last slot: the next action
         return Batch.of(obs, act)
 
+    @torch.no_grad()
     def _new_episode(self, obs: Tensor, burnin_obs: Tensor) -> Side:
         """Fresh LSTM state burned in on the context's first L−1 frames (the last one is the first input)."""
         self.hx_cx = self.agent.actor_critic.burn_in(burnin_obs) if burnin_obs.shape[1] else None
@@ -264,6 +266,8 @@ class AtariPlay:
             lines.append(f"real: rew {self.real.reward:+.0f} end {int(self.real.end)} return {self.real.episode_return:+.0f}")
         lines.append(f"sampler: {s.num_steps_denoising} steps {'Euler' if s.order == 1 else 'Heun'}  contexts: {self.contexts}"
                      f"  horizon {self.wm.horizon}")
+        if self.last_episode is not None:
+            lines.append(f"last imagined episode: return {self.last_episode.episode_return:+.0f} ({self.last_episode.note})")
         return lines
 
     def close(self) -> None:

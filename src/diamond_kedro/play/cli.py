@@ -275,7 +275,7 @@ def run_atari(args: argparse.Namespace) -> dict[str, Any]:
     try:
         size = session.size
         screen = Screen(f"DIAMOND {session.game}: {src.source}", (size, size), 2 if args.side_by_side else 1,
-                        headless=args.headless, height=args.height, header_lines=4)
+                        headless=args.headless, height=args.height, header_lines=5)
         try:
             stats = play_loop(session, screen, args, "atari")
         finally:

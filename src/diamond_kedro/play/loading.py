@@ -113,7 +113,7 @@ def load_agent_file(path: str | os.PathLike, game: str | None = None) -> AtariSo
     """One of our agent checkpoints (``save_checkpoint`` of an ``Agent``), or an authors' agent file."""
     path = Path(path)
     payload = _torch_load(path, "agent file")
-    if isinstance(payload, Mapping) and payload.get("format", "").startswith("diamond-kedro/checkpoint"):
+    if isinstance(payload, Mapping) and str(payload.get("format", "")).startswith("diamond-kedro/checkpoint"):
         if payload.get("config_type") != "AgentConfig":
             raise PlayError(f"{path} holds a {payload.get('config_type')} checkpoint, not an agent (AgentConfig)")
         try:
