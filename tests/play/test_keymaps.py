@@ -78,3 +78,16 @@ def test_csgo_keyboard_and_mouse() -> None:
     inp.end_frame()
     inp.release("left")
     assert hot(inp.action()) == [2, 5, 8, 11, 24, 43]  # no motion in the next frame
+
+
+def test_console_entry_point_exits_2_with_one_stderr_line(tmp_path) -> None:
+    """``python -m diamond_kedro play ...`` (the dispatcher in __main__) with bad input: status 2, one line."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
+    proc = subprocess.run([sys.executable, "-m", "diamond_kedro", "play", "atari", "--run", str(tmp_path / "nope"),
+                           "--headless", "--steps", "1"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"diamond-kedro play atari: error: run folder {tmp_path / 'nope'} does not exist"]
