@@ -27,6 +27,54 @@ from diamond_kedro.reporting import EpochReport, add_sink, remove_sink
 log = logging.getLogger(__name__)
 
 RUN_KEY_TAG = "diamond.run_key"
+# Registered model names: diamond-<Game> (Atari agents), diamond-csgo (CS:GO world models).
+MODEL_NAME_PREFIX = "diamond-"
+_CONFIG_SECTIONS = ("env.", "denoiser.", "rew_end_model.", "actor_critic.", "upsampler.")
+
+
+def registered_model_name(report: EpochReport) -> str:
+    if report.kind == "csgo":
+        return f"{MODEL_NAME_PREFIX}csgo"
+    from diamond_kedro.envs.atari import resolve_game
+
+    game = report.params.get("env.game") or report.run_key.split("_seed")[0]
+    return MODEL_NAME_PREFIX + resolve_game(str(game)).removesuffix("NoFrameskip-v4")
+
+
+def register_checkpoints(client: Any, run_id: str, report: EpochReport) -> list[str]:
+    """One model-registry version per checkpoint the report logged (artifact folder ``checkpoints``), its
+    source ``runs:/<run id>/checkpoints/<file>``, tagged with game, epoch and run key, the models' config
+    (JSON) as description. A report emitted twice (crash recovery) does not add a second version.
+    Returns the new versions' numbers."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    files = [Path(p) for folder, p in report.artifacts if folder == "checkpoints" and Path(p).exists()]
+    if not files:
+        return []
+    name = registered_model_name(report)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="DIAMOND checkpoints, one version per saved checkpoint")
+    known = {
+        (v.tags or {}).get("artifact_path")
+        for v in client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    }
+    config = {k: v for k, v in report.params.items() if k.startswith(_CONFIG_SECTIONS)}
+    versions = []
+    for path in files:
+        artifact_path = f"checkpoints/{path.name}"
+        if artifact_path in known:
+            continue
+        tags = {"game": name.removeprefix(MODEL_NAME_PREFIX), "epoch": str(report.epoch), "run_key": report.run_key,
+                "artifact_path": artifact_path}
+        mv = client.create_model_version(name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=tags,
+                                         description=json.dumps(config, sort_keys=True, default=str))
+        versions.append(str(mv.version))
+        log.info("MLflow: registered %s version %s (%s)", name, mv.version, artifact_path)
+    return versions
 
 
 CSGO_PARAMS = "params:csgo"
@@ -152,7 +200,10 @@ class MlflowTrackingHook:
         return run_id
 
     def _log(self, report: EpochReport) -> None:
-        report.log_to_mlflow(self._client, self._run_id(report))
+        run_id = self._run_id(report)
+        report.log_to_mlflow(self._client, run_id)
+        if self._conf.get("register_models", True):
+            register_checkpoints(self._client, run_id, report)
 
     def _close(self, status: str) -> None:
         if self._client is None:

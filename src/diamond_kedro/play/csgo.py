@@ -1,0 +1,225 @@
+"""Playing the CS:GO world model (spec §7.5): dynamics at 30×56, then the upsampler to 150×280, one step at a time.
+
+Each step does what :func:`diamond_kedro.csgo.generate.imagine` does for one frame (same samplers, same
+order of random draws, so a played sequence equals ``imagine`` with the same actions and seed — tested),
+but keeps the buffers between steps so the next action can come from the keyboard and mouse. With the
+upsampler off, the bicubic ×f upsampling of the low-res frame is shown instead (1 NFE per frame with
+``fast``). Episodes are truncated at ``horizon`` steps (1000, as the authors) and restart from the next
+context.
+
+Contexts: test-split episodes of the ingested dataset (``<out_dir>/{low_res,full_res}/test``), the first L
+frames of a window at a random start; or the authors' spawn folders (``spawn/<name>/{low_res,full_res,act,
+next_act}.npy``). The recorded actions that follow a context drive the ``replay`` policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from diamond_kedro.csgo.actions import ACTION_DIM, decode_action
+from diamond_kedro.models.diffusion_sampler import DiffusionSampler, csgo_sampler_configs
+from diamond_kedro.play.loading import CsgoSource, PlayError
+
+CSGO_POLICIES = ("human", "replay", "random")
+
+
+@dataclass
+class CsgoContext:
+    low: Tensor  # (L, 3, h, w) in [−1, 1]
+    full_last: Tensor  # (3, H, W) the full-res version of the newest context frame
+    act: Tensor  # (L, 51); the last row is overwritten by the first played action
+    next_act: Tensor  # (T, 51) the recorded actions from the newest context frame on (may be empty)
+    name: str
+    episode: int | None = None  # test-split episode id and window start (dataset contexts)
+    start: int | None = None
+
+
+def _u8_chw(x: np.ndarray) -> Tensor:
+    return torch.tensor(np.asarray(x), dtype=torch.float32).div(255).mul(2).sub(1)  # a copy: store arrays are read-only
+
+
+def dataset_contexts(data_root: str | Path, num_cond: int, seed: int = 0, max_contexts: int = 64) -> list[CsgoContext]:
+    """Contexts from the test split of an ingested CS:GO dataset (random window starts, seeded)."""
+    from diamond_kedro.replay.store import ReplayStore
+
+    root = Path(data_root)
+    stores = {}
+    for res in ("low_res", "full_res"):
+        path = root / res / "test"
+        if not (path / "manifest.json").exists():
+            raise PlayError(f"{path} is not an ingested CS:GO store: run the csgo_ingest pipeline or pass --data/--spawn")
+        stores[res] = ReplayStore(path, create=False)
+    low_store, full_store = stores["low_res"], stores["full_res"]
+    if low_store.num_episodes == 0:
+        raise PlayError(f"{root}/low_res/test has no episodes")
+    rng = np.random.default_rng(seed)
+    out = []
+    for eid in low_store.episode_ids[:max_contexts]:
+        low_ep, full_ep = low_store.load_episode(eid), full_store.load_episode(eid)
+        if low_ep.length < num_cond:
+            continue
+        start = int(rng.integers(0, low_ep.length - num_cond + 1))
+        sl = slice(start, start + num_cond)
+        out.append(CsgoContext(
+            low=_u8_chw(low_ep.obs[sl]).permute(0, 3, 1, 2),
+            full_last=_u8_chw(full_ep.obs[start + num_cond - 1]).permute(2, 0, 1),
+            act=torch.tensor(np.asarray(low_ep.act[sl], dtype=np.float32)),
+            next_act=torch.tensor(np.asarray(low_ep.act[start + num_cond - 1 :], dtype=np.float32)),
+            name=f"test episode {eid} @ {start}", episode=int(eid), start=start,
+        ))
+    if not out:
+        raise PlayError(f"{root}: no test episode has {num_cond} frames")
+    return out
+
+
+def spawn_contexts(spawn_dir: str | Path, num_cond: int) -> list[CsgoContext]:
+    """The authors' spawn points: ``spawn_dir`` is one spawn folder or a folder of them (sorted)."""
+    root = Path(spawn_dir)
+    if not root.is_dir():
+        raise PlayError(f"spawn folder {root} does not exist")
+    folders = [root] if (root / "low_res.npy").exists() else sorted(p for p in root.iterdir() if (p / "low_res.npy").exists())
+    if not folders:
+        raise PlayError(f"{root} has no spawn folders (<name>/low_res.npy, full_res.npy, act.npy)")
+    out = []
+    for f in folders:
+        try:
+            low, full, act = (np.load(f / n) for n in ("low_res.npy", "full_res.npy", "act.npy"))
+            next_act = np.load(f / "next_act.npy") if (f / "next_act.npy").exists() else np.zeros((0, ACTION_DIM))
+        except (OSError, ValueError) as exc:
+            raise PlayError(f"cannot read spawn folder {f}: {exc}") from None
+        if low.ndim != 4 or low.shape[0] < num_cond or act.shape[-1] != ACTION_DIM:
+            raise PlayError(f"{f}: expected low_res.npy (>= {num_cond}, 3, h, w) and act.npy (n, {ACTION_DIM}), "
+                            f"got {low.shape} and {act.shape}")
+        out.append(CsgoContext(
+            low=_u8_chw(low[-num_cond:]), full_last=_u8_chw(full[-1]),
+            act=torch.as_tensor(act[-num_cond:], dtype=torch.float32),
+            next_act=torch.as_tensor(next_act, dtype=torch.float32), name=f"spawn {f.name}",
+        ))
+    return out
+
+
+class CsgoPlay:
+    def __init__(
+        self,
+        src: CsgoSource,
+        contexts: list[CsgoContext],
+        *,
+        device: torch.device | str = "cpu",
+        preset: str = "fast",
+        upsample: bool = True,
+        horizon: int = 1000,
+        policy: str = "human",
+        seed: int = 0,
+    ) -> None:
+        if policy not in CSGO_POLICIES:
+            raise PlayError(f"unknown policy {policy!r}; choose from {', '.join(CSGO_POLICIES)}")
+        if not contexts:
+            raise PlayError("no contexts to start from")
+        self.device = torch.device(device)
+        self.denoiser = src.denoiser.to(self.device).eval()
+        self.upsampler = src.upsampler.to(self.device).eval()
+        self.factor = self.upsampler.cfg.upsampling_factor
+        if self.factor is None:
+            raise PlayError(f"{src.source}: the second model is not an upsampler")
+        self.L = self.denoiser.num_steps_conditioning
+        c0 = contexts[0]
+        if c0.low.shape[0] != self.L or c0.full_last.shape[-2:] != (c0.low.shape[-2] * self.factor, c0.low.shape[-1] * self.factor):
+            raise PlayError(f"contexts of shape {tuple(c0.low.shape)} / {tuple(c0.full_last.shape)} do not fit a model "
+                            f"with L={self.L} and upsampling x{self.factor}")
+        self.source = src.source
+        self.contexts = contexts
+        self.set_preset(preset)
+        self.upsample = upsample
+        self.horizon = horizon
+        self.policy = policy
+        self.rng = np.random.default_rng(seed)
+        self.num_resets = 0
+        self.steps = 0
+        self.last_action = np.zeros(ACTION_DIM, dtype=np.float32)
+        self.reset()
+
+    def set_preset(self, preset: str) -> None:
+        try:
+            dyn, up = csgo_sampler_configs(preset)
+        except ValueError as exc:
+            raise PlayError(str(exc)) from None
+        self.preset = preset
+        self.dynamics = DiffusionSampler(self.denoiser, dyn)
+        self.upsampling = DiffusionSampler(self.upsampler, up)
+
+    def reset(self) -> None:
+        ctx = self.contexts[self.num_resets % len(self.contexts)]
+        self.num_resets += 1
+        self.context = ctx
+        self.low_buffer = ctx.low.unsqueeze(0).to(self.device)
+        self.act_buffer = ctx.act.unsqueeze(0).to(self.device).clone()
+        self.full = ctx.full_last.unsqueeze(0).to(self.device)
+        self.episode_steps = 0
+
+    def cycle_policy(self) -> str:
+        self.policy = CSGO_POLICIES[(CSGO_POLICIES.index(self.policy) + 1) % len(CSGO_POLICIES)]
+        return self.policy
+
+    def _controller_action(self, action: np.ndarray | None) -> np.ndarray:
+        if self.policy == "replay":
+            nxt = self.context.next_act
+            if self.episode_steps < len(nxt):
+                return nxt[self.episode_steps].numpy()
+            return np.zeros(ACTION_DIM, dtype=np.float32)  # a context with no recorded continuation
+        if self.policy == "random":
+            from diamond_kedro.csgo.actions import KEYS, MOUSE_X_BINS, MOUSE_Y_BINS, encode_action
+
+            keys = [k for k in KEYS[:7] if self.rng.random() < 0.15]
+            return encode_action(keys, False, False, float(self.rng.choice(MOUSE_X_BINS)), float(self.rng.choice(MOUSE_Y_BINS)))
+        return action if action is not None else np.zeros(ACTION_DIM, dtype=np.float32)
+
+    @torch.no_grad()
+    def step(self, action: np.ndarray | None = None) -> np.ndarray:
+        """One frame. ``action``: the player's 51-dim vector (human policy). Returns the action used."""
+        if self.policy == "replay" and self.episode_steps >= len(self.context.next_act):
+            self.reset()  # the recorded actions ran out: the next context (the authors truncate too)
+        a = np.asarray(self._controller_action(action), dtype=np.float32)
+        if a.shape != (ACTION_DIM,):
+            raise PlayError(f"a CS:GO action has {ACTION_DIM} entries, got shape {a.shape}")
+        self.last_action = a
+        self.act_buffer[:, -1] = torch.as_tensor(a, device=self.device)
+        next_low, _ = self.dynamics.sample(self.low_buffer, self.act_buffer)
+        next_low_up = F.interpolate(next_low, scale_factor=self.factor, mode="bicubic")
+        if self.upsample:
+            self.full, _ = self.upsampling.sample(torch.stack((self.full, next_low_up), dim=1), None)
+        else:
+            self.full = next_low_up.clamp(-1, 1)
+        self.low_buffer = torch.cat((self.low_buffer[:, 1:], next_low.unsqueeze(1)), dim=1)
+        self.act_buffer = self.act_buffer.roll(-1, dims=1)
+        self.steps += 1
+        self.episode_steps += 1
+        if self.episode_steps >= self.horizon:
+            self.reset()
+        return a
+
+    def frame(self) -> np.ndarray:
+        return self.full[0].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+    def low_res_frame(self) -> np.ndarray:
+        return self.low_buffer[0, -1].clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+    def panels(self) -> list[tuple[str, np.ndarray]]:
+        return [("world model" + ("" if self.upsample else " (bicubic, upsampler off)"), self.frame())]
+
+    def hud(self) -> list[str]:
+        d = decode_action(self.last_action)
+        return [
+            f"CS:GO  policy: {self.policy} (m)  step {self.steps}  {self.context.name}",
+            f"keys [{' '.join(d.keys) or '-'}]  mouse x {d.mouse_x:+d} y {d.mouse_y:+d}  "
+            f"clicks {'L' if d.left_click else '-'}{'R' if d.right_click else '-'}",
+            f"preset {self.preset} (p)  upsampler {'on' if self.upsample else 'off'} (u)",
+        ]
+
+    def close(self) -> None:
+        pass
