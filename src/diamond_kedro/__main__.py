@@ -10,9 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kedro.framework.cli.utils import find_run_command
-from kedro.framework.project import configure_project
-
 # sub-command -> module with a ``main(argv: list[str]) -> int`` function
 SUBCOMMANDS = {
     "play": "diamond_kedro.play.cli",
@@ -25,6 +22,9 @@ def main(*args: Any, **kwargs: Any) -> Any:
     if argv and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])
         return sys.exit(module.main(argv[1:]))
+    from kedro.framework.cli.utils import find_run_command  # only for kedro run: play/sweep stay quiet and quick
+    from kedro.framework.project import configure_project
+
     package_name = Path(__file__).parent.name
     configure_project(package_name)
     kwargs["standalone_mode"] = not hasattr(sys, "ps1")
