@@ -45,7 +45,7 @@ def _env() -> dict[str, str]:
 
 def _train(cmd: list[str], root: Path, out: Path, batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
     full = [*cmd, str(WORKER), str(root), str(out), json.dumps(_params(root.parent, batch_size))]
-    proc = subprocess.run(full, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(full, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return torch.load(out, weights_only=True)
 

@@ -92,7 +92,7 @@ def test_sweep_of_two_games_survives_a_killed_worker_and_ends_with_runs_and_repo
                                 text=True, start_new_session=True)
         try:
             _kill_mid_epoch(proc, project, "Breakout_seed0_ci", log)
-            proc.wait(timeout=500)
+            proc.wait(timeout=1200)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
