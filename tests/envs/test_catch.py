@@ -218,3 +218,10 @@ def test_scripted_env_rewards_truncation_ends_and_burn_in():
     assert trunc.tolist() == [1, 1, 1] and end.tolist() == [0, 0, 0] and wm.ep_len.tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="actions"):
         wm.step(torch.tensor([0, 1, 5]))
+
+
+def test_the_paper_report_leaves_catch_runs_out():
+    from diamond_kedro.evaluation.report import _is_own_game
+
+    assert _is_own_game("Catch") and _is_own_game("diamond_kedro/Catch-v0")
+    assert not _is_own_game("Breakout") and not _is_own_game("BreakoutNoFrameskip-v4")
