@@ -19,18 +19,10 @@ from diamond_kedro.envs.catch import random_policy_return_pmf
 from .conftest import kedro_run
 
 RUN = Path("data/runs/Catch_seed0_catch")
-# the profile, shortened to its first epoch (initial collection of 1 000 steps + 100, shorter trainings),
-# then the final evaluation (20 games)
-SHORT = ",".join(
-    [
-        "env.game=Catch",
-        "run.total_env_steps=1100",
-        "denoiser.training.steps_first_epoch=200",
-        "rew_end_model.training.steps_first_epoch=150",
-        "actor_critic.training.steps_first_epoch=120",
-        "evaluate.fidelity_num_contexts=0",
-    ]
-)
+# The profile's first epoch only (initial collection of 1 000 steps + 100, the profile's first trainings:
+# 400 / 400 / 200 steps), then the final evaluation (20 games). In the full run of README this epoch's
+# 5-game evaluation gave 5.8; fewer training steps were not measured, so the test keeps the profile's.
+SHORT = ",".join(["env.game=Catch", "run.total_env_steps=1100", "evaluate.fidelity_num_contexts=0"])
 
 
 def test_a_short_catch_run_beats_random_by_a_margin(project: Path) -> None:
