@@ -139,3 +139,38 @@ def import_authors(root: str | os.PathLike[str]) -> None:
         import torcheval  # noqa: F401
     except ImportError:
         raise SystemExit("the authors' code needs torcheval: pip install torcheval") from None
+
+
+def eval_marks(steps: int, first: int) -> str:
+    """'first,2·first,4·first,…,steps' (the steps at which a learning curve is evaluated)."""
+    marks, s = [], first
+    while s < steps:
+        marks.append(s)
+        s *= 2
+    return ",".join(str(m) for m in marks + [steps])
+
+
+def run_all(script: str, whos: list[str], seeds: list[int], jobs: int, worker_args: list[str]) -> dict[str, list[dict]]:
+    """Run ``script --_worker --who W --seed S <worker_args>`` for every (seed, code), ``jobs`` at a time,
+    each in a fresh process; returns the workers' JSON results per code, in seed order. A worker's
+    result is printed (as one JSON line, to stderr) the moment it ends, so a sitting that dies later
+    loses nothing already computed."""
+    import json
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from _worker import run_json
+
+    def one(seed: int, who: str) -> dict:
+        t0 = time.perf_counter()
+        res = run_json([sys.executable, script, "--_worker", "--who", who, "--seed", str(seed), *worker_args], "native")
+        print(f"  {who:9s} seed {seed}: {time.perf_counter() - t0:.0f} s  {json.dumps(res['curve'][-1])}",
+              file=sys.stderr, flush=True)
+        return res
+
+    order = [(seed, who) for seed in seeds for who in whos]  # codes alternate: drift hits both alike
+    runs: dict[str, list[dict]] = {w: [] for w in whos}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for (seed, who), res in zip(order, pool.map(lambda sw: one(*sw), order)):
+            runs[who].append(res)
+    return runs

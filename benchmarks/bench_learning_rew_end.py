@@ -19,12 +19,10 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _learning import DEFAULT_ROOT, Flat, build_dataset, import_authors, windows
-from _worker import run_json
+from _learning import DEFAULT_ROOT, Flat, build_dataset, eval_marks, import_authors, run_all, windows
 
 SEQ = 19
 
@@ -176,12 +174,7 @@ def main() -> None:
     p.add_argument("--who", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.eval_at is None:
-        marks, s = [], 150
-        while s < args.steps:
-            marks.append(s)
-            s *= 2
-        args.eval_at = ",".join(str(m) for m in marks + [args.steps])
+    args.eval_at = args.eval_at or eval_marks(args.steps, 150)
     if args._worker:
         print(json.dumps(worker(args)))
         return
@@ -192,23 +185,10 @@ def main() -> None:
     print(f"data: {args.data} ({train.num_steps} train / {test.num_steps} test steps; test rewards -1/0/+1: "
           f"{n_rew[-1]}/{n_rew[0]}/{n_rew[1]}, ends {int(te.end.sum())})", flush=True)
     whos = ["ours"] + (["authors"] if args.authors else [])
-    order = [(int(seed), who) for seed in args.seeds.split(",") for who in whos]
-
-    def one(seed: int, who: str) -> dict:
-        cmd = [sys.executable, __file__, "--_worker", "--who", who, "--seed", str(seed), "--steps", str(args.steps),
-               "--eval-at", args.eval_at, "--batch", str(args.batch), "--threads", str(args.threads),
-               "--data", str(args.data)] + (["--paper-size"] if args.paper_size else [])
-        if args.authors:
-            cmd += ["--authors", args.authors]
-        t1 = time.perf_counter()
-        res = run_json(cmd, "native")
-        print(f"  {who:7s} seed {seed}: {time.perf_counter() - t1:.0f} s", flush=True)
-        return res
-
-    runs: dict[str, list[dict]] = {w: [] for w in whos}
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for (seed, who), res in zip(order, pool.map(lambda sw: one(*sw), order)):
-            runs[who].append(res)
+    worker_args = ["--steps", str(args.steps), "--eval-at", args.eval_at, "--batch", str(args.batch),
+                   "--threads", str(args.threads), "--data", str(args.data)] + (["--paper-size"] if args.paper_size else [])
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    runs = run_all(__file__, whos, seeds, args.jobs, worker_args + (["--authors", args.authors] if args.authors else []))
     cols = ["loss", "f1_rew_0", "f1_rew_+1", "f1_end_0", "f1_end_1", "train_s_per_step"]
     print(f"\n{'step':>5s} {'code':8s} {'seed':>4s} " + " ".join(f"{c:>16s}" for c in cols))
     for k, step in enumerate(int(s) for s in args.eval_at.split(",")):

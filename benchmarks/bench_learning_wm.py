@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _learning import DEFAULT_ROOT, Flat, build_dataset, import_authors, to_float, windows
-from _worker import run_json
+from _learning import DEFAULT_ROOT, Flat, build_dataset, eval_marks, import_authors, run_all, to_float, windows
 
 CTX, SEQ, HORIZON = 4, 6, 15
 SMALL = dict(channels=[32, 32, 32, 32], depths=[2, 2, 2, 2], cond_channels=128, attn_depths=[False] * 4)
@@ -202,12 +201,7 @@ def main() -> None:
     p.add_argument("--who", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.eval_at is None:
-        marks, s = [], 100
-        while s < args.steps:
-            marks.append(s)
-            s *= 2
-        args.eval_at = ",".join(str(m) for m in marks + [args.steps])
+    args.eval_at = args.eval_at or eval_marks(args.steps, 100)
     if args._worker:
         print(json.dumps(worker(args)))
         return
@@ -220,27 +214,9 @@ def main() -> None:
           f"built/opened in {time.perf_counter() - t0:.0f} s", flush=True)
     whos = ["ours"] + (["ours-bf16"] if args.amp else []) + (["authors"] if args.authors else [])
     seeds = [int(s) for s in args.seeds.split(",")]
-    runs: dict[str, list[dict]] = {w: [] for w in whos}
-
-    def one(seed: int, who: str) -> dict:
-        cmd = [sys.executable, __file__, "--_worker", "--who", who, "--seed", str(seed), "--steps", str(args.steps),
-               "--eval-at", args.eval_at, "--batch", str(args.batch), "--eval", str(args.eval),
-               "--threads", str(args.threads), "--data", str(args.data)]
-        if args.authors:
-            cmd += ["--authors", args.authors]
-        t1 = time.perf_counter()
-        res = run_json(cmd, "native")
-        last = res["curve"][-1]
-        print(f"  {who:7s} seed {seed}: {time.perf_counter() - t1:.0f} s, final loss {last['loss']:.4f}, "
-              f"PSNR h1 {last['psnr_h1']:.2f} h15 {last['psnr_h15']:.2f}", flush=True)
-        return res
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    order = [(seed, who) for seed in seeds for who in whos]  # alternate codes: drift hits both alike
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for (seed, who), res in zip(order, pool.map(lambda sw: one(*sw), order)):
-            runs[who].append(res)
+    worker_args = ["--steps", str(args.steps), "--eval-at", args.eval_at, "--batch", str(args.batch), "--eval",
+                   str(args.eval), "--threads", str(args.threads), "--data", str(args.data)]
+    runs = run_all(__file__, whos, seeds, args.jobs, worker_args + (["--authors", args.authors] if args.authors else []))
 
     print(f"\ncopy-last-frame baseline: PSNR h1 {base['psnr_h1']:.2f} dB, h15 {base['psnr_h15']:.2f} dB; "
           f"SSIM h1 {base['ssim_h1']:.3f}, h15 {base['ssim_h15']:.3f}")

@@ -36,6 +36,8 @@ import torch
 
 import ale_py
 
+from diamond_kedro.envs.catch import CATCH_ENV_ID  # importing it registers diamond_kedro/Catch-v0
+
 gym.register_envs(ale_py)
 # the ALE prints a banner for every emulator it creates; keep warnings and errors only
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
@@ -72,26 +74,43 @@ ATARI_100K_GAMES: dict[str, int] = {
 
 _ENV_ID_SUFFIX = "NoFrameskip-v4"
 
+# Our own small games (gymnasium ids), accepted by the factory besides the 26 Atari games.
+CUSTOM_GAMES: dict[str, str] = {"Catch": CATCH_ENV_ID}
+
 
 def resolve_game(name: str) -> str:
-    """``"Breakout"``, ``"breakout"`` or ``"BreakoutNoFrameskip-v4"`` -> ``"BreakoutNoFrameskip-v4"``.
+    """``"Breakout"``, ``"breakout"`` or ``"BreakoutNoFrameskip-v4"`` -> ``"BreakoutNoFrameskip-v4"``;
+    ``"Catch"`` or ``"diamond_kedro/Catch-v0"`` -> ``"diamond_kedro/Catch-v0"`` (our own small game,
+    :mod:`diamond_kedro.envs.catch`).
 
-    Only the 26 Atari 100k games are accepted: other ALE games may work technically, but the spec's
-    action-set table (and hence model sizes) is only verified for these.
+    Only the 26 Atari 100k games (and Catch) are accepted: other ALE games may work technically, but the
+    spec's action-set table (and hence model sizes) is only verified for these.
     """
     if not isinstance(name, str):
         raise ValueError(f"game must be a string, got {name!r}")
     key = name.strip()
+    if key.lower() in (CUSTOM_GAMES["Catch"].lower(), "catch"):
+        return CUSTOM_GAMES["Catch"]
     if key.lower().endswith(_ENV_ID_SUFFIX.lower()):
         key = key[: -len(_ENV_ID_SUFFIX)]
     by_lower = {g.lower(): g for g in ATARI_100K_GAMES}
     game = by_lower.get(key.lower())
     if game is None:
         raise ValueError(
-            f"Unknown Atari 100k game {name!r}. Expected one of the 26 games "
-            f"(optionally as '<Game>{_ENV_ID_SUFFIX}'): {', '.join(ATARI_100K_GAMES)}"
+            f"Unknown game {name!r}. Expected one of the 26 Atari 100k games "
+            f"(optionally as '<Game>{_ENV_ID_SUFFIX}'): {', '.join(ATARI_100K_GAMES)}; "
+            f"or one of our own games: {', '.join(CUSTOM_GAMES)}"
         )
     return game + _ENV_ID_SUFFIX
+
+
+def game_short_name(game: str) -> str:
+    """``"Breakout"`` for any spelling of Breakout, ``"Catch"`` for Catch (run folders, MLflow keys)."""
+    env_id = resolve_game(game)
+    for short, custom_id in CUSTOM_GAMES.items():
+        if env_id == custom_id:
+            return short
+    return env_id.removesuffix(_ENV_ID_SUFFIX)
 
 
 def make_base_env(game: str, max_num_frames_per_episode: int = 108_000) -> gym.Env:
@@ -263,7 +282,18 @@ class _EnvFn:
     screen_size: int
     keep_original_obs: bool
 
-    def __call__(self) -> AtariPreprocessing:
+    def __call__(self) -> gym.Env:
+        if self.game == CATCH_ENV_ID:
+            # Catch is already "preprocessed": frames at the configured size, the same info keys and an
+            # ``emulator_state``. One Catch step is one agent step (no frame skip, no no-ops: its random
+            # start is the paddle's column), and the frame cap becomes the same agent-step cap.
+            # ``.unwrapped``: the vector env reads/writes ``emulator_state`` on the env itself.
+            return gym.make(
+                CATCH_ENV_ID,
+                size=self.screen_size,
+                max_steps=max(1, self.max_num_frames_per_episode // self.frame_skip),
+                keep_original_obs=self.keep_original_obs,
+            ).unwrapped
         return make_preprocessed_env(
             self.game,
             self.max_num_frames_per_episode,

@@ -120,6 +120,8 @@ def load_runs(tracking_uri: str, experiment_name: str = "diamond-atari", run_nam
                     raise ValueError(
                         f"MLflow run {run.info.run_id} ({tags[RUN_KEY_TAG]}) lacks the parameters env.game / run.seed"
                     )
+                if _is_own_game(params["env.game"]):
+                    continue  # our own games (Catch) have no human or paper scores to compare with
                 source = next((k for k in (FINAL_METRIC, FALLBACK_METRIC) if k in metrics), None)
                 rows.append(
                     {
@@ -360,3 +362,11 @@ def log_report(
         raise
     client.set_terminated(run_id, status="FINISHED")
     return run_id
+
+
+def _is_own_game(name: str) -> bool:
+    """True for the project's own small games (``diamond_kedro.envs.atari.CUSTOM_GAMES``), not Atari ones."""
+    from diamond_kedro.envs.atari import CUSTOM_GAMES
+
+    stem = name.strip().lower()
+    return any(stem in (short.lower(), env_id.lower()) for short, env_id in CUSTOM_GAMES.items())

@@ -29,7 +29,7 @@ import torch
 
 from diamond_kedro.config import DiamondConfig
 from diamond_kedro.distributed import DataParallelLoss, valid_transitions
-from diamond_kedro.envs.atari import TorchAtariEnv, make_atari_env, resolve_game
+from diamond_kedro.envs.atari import TorchAtariEnv, game_short_name, make_atari_env
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
 from diamond_kedro.models.actor_critic import ActorCriticConfig
@@ -69,8 +69,8 @@ CURVE_KEYS = (
 
 
 def game_name(cfg: DiamondConfig) -> str:
-    """``Breakout`` for ``Breakout`` and ``BreakoutNoFrameskip-v4`` alike."""
-    return resolve_game(cfg.env.game).removesuffix("NoFrameskip-v4")
+    """``Breakout`` for ``Breakout`` and ``BreakoutNoFrameskip-v4`` alike (``Catch`` for our own game)."""
+    return game_short_name(cfg.env.game)
 
 
 def run_key(cfg: DiamondConfig) -> str:
