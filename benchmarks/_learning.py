@@ -99,24 +99,27 @@ def to_float(frames: np.ndarray) -> Any:
     """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(255).mul(2).sub(1)
+    x = torch.from_numpy(np.array(frames)).float().div(255).mul(2).sub(1)
     return x.movedim(-1, -3).contiguous()
 
 
-def windows(data: Flat, ends: np.ndarray, length: int) -> dict[str, Any]:
-    """Segments of ``length`` steps ending at each index of ``ends`` (inclusive), left-padded inside their
-    episode (padding: zero frame, action 0, mask False), with end/reward/final-frame of real steps."""
+def windows(data: Flat, anchors: np.ndarray, length: int, beyond: int = 0) -> dict[str, Any]:
+    """Segments of ``length`` steps ending ``beyond`` steps after each anchor step (inclusive), padded
+    where they leave the anchor's episode (padding: zero frame, action 0, mask False) — on the left at an
+    episode's start, on the right past its end (``beyond=1`` puts a terminal step's transition, with its
+    final frame, inside the segment, as the authors' ``can_sample_beyond_end`` does)."""
     import torch
 
-    idx = ends[:, None] + np.arange(-length + 1, 1)[None, :]
-    mask = idx >= data.start[ends][:, None]
-    safe = np.where(mask, idx, ends[:, None])
+    idx = anchors[:, None] + np.arange(-length + 1 + beyond, 1 + beyond)[None, :]
+    mask = (idx >= data.start[anchors][:, None]) & (idx < data.stop[anchors][:, None])
+    safe = np.where(mask, idx, anchors[:, None])
     obs = to_float(data.obs[safe]) * torch.from_numpy(mask)[:, :, None, None, None]
-    final = torch.zeros(len(ends), 3, 64, 64)
-    has_final = torch.zeros(len(ends), dtype=torch.bool)
-    for i, e in enumerate(ends):
-        if data.end[e] and int(e) in data.final_obs:
-            final[i] = to_float(data.final_obs[int(e)])
+    final = torch.zeros(len(anchors), 3, 64, 64)
+    has_final = torch.zeros(len(anchors), dtype=torch.bool)
+    for i, row in enumerate(np.where(mask, idx, -1)):
+        last = int(row.max())  # the segment's last real step
+        if data.end[last] and last in data.final_obs:
+            final[i] = to_float(data.final_obs[last])
             has_final[i] = True
     m = torch.from_numpy(mask)
     return {

@@ -6,11 +6,13 @@
 Data: the real Breakout dataset of bench_learning_wm.py (``_learning.build_dataset``). Model: the reward/end
 model at the quick profile's size (channels [16]*4, depths [2]*4, cond 128, LSTM 128) so that a run fits
 in minutes on 2 CPU cores (``--paper-size`` for channels [32]*4 and LSTM 512); AdamW lr 1e-4, wd 1e-2,
-eps 1e-8, 100 warm-up steps, clip 100; batch 16 segments of 19 steps (left-padded inside episodes),
-identical for both codes. Evaluation: every held-out test episode cut into consecutive 19-step segments
-(the last one of an episode ends at its last step and may overlap the one before: those steps count
-twice, for both codes alike); each code's own training forward on them, under no_grad, gives confusion
-matrices of the reward sign (-1/0/+1) and of termination; the table prints F1 per class.
+eps 1e-8, 100 warm-up steps, clip 100; batch 16 segments of 19 steps,
+identical for both codes; each segment reaches one step past a uniformly drawn step (right padding
+past an episode's end, so terminal transitions are trained with their final frame, as in the paper).
+Evaluation: every held-out test transition, in consecutive segments (the last one of an episode may
+overlap the one before: those steps count twice, for both codes alike); each code's own training forward
+on them, under no_grad, gives confusion matrices of the reward sign (-1/0/+1) and of termination; the
+table prints F1 per class.
 """
 
 from __future__ import annotations
@@ -95,15 +97,17 @@ class Authors:
         return m["confusion_matrix"]["rew"], m["confusion_matrix"]["end"]
 
 
-def eval_ends(data: Flat) -> np.ndarray:
-    """Last step of each consecutive 19-step segment of every test episode."""
-    ends = []
+def eval_anchors(data: Flat) -> np.ndarray:
+    """Anchors of consecutive segments covering every test transition: a segment holds its anchor's 18
+    steps up to the anchor and the step after it (padding past an episode's end, where the terminal
+    transition gets the final frame), so the 18 transitions it scores are those of steps anchor-17..anchor."""
+    anchors = []
     for start, stop in sorted(set(zip(data.start.tolist(), data.stop.tolist()))):
-        e = list(range(start + SEQ - 1, stop, SEQ))
-        if not e or e[-1] != stop - 1:
-            e.append(stop - 1)
-        ends += e
-    return np.array(ends)
+        a = list(range(start + SEQ - 2, stop, SEQ - 1))
+        if not a or a[-1] != stop - 1:
+            a.append(stop - 1)
+        anchors += a
+    return np.array(anchors)
 
 
 def f1(cm) -> list[float]:
@@ -115,13 +119,13 @@ def f1(cm) -> list[float]:
     return [float(2 * p * r / (p + r)) if p + r > 0 else 0.0 for p, r in zip(prec, rec)]
 
 
-def evaluate(model, te: Flat, ends: np.ndarray) -> dict:
+def evaluate(model, te: Flat, anchors: np.ndarray) -> dict:
     import torch
 
     cm_rew, cm_end = np.zeros((3, 3), np.int64), np.zeros((2, 2), np.int64)
     with torch.no_grad():
-        for k in range(0, len(ends), 64):
-            r, e = model.confusion(windows(te, ends[k : k + 64], SEQ))
+        for k in range(0, len(anchors), 64):
+            r, e = model.confusion(windows(te, anchors[k : k + 64], SEQ, beyond=1))
             cm_rew += np.asarray(r, dtype=np.int64)
             cm_end += np.asarray(e, dtype=np.int64)
     fr, fe = f1(cm_rew), f1(cm_end)
@@ -141,19 +145,19 @@ def worker(args: argparse.Namespace) -> dict:
     tr, te = Flat(train), Flat(test)
     torch.manual_seed(args.seed)
     model = Ours(tr.num_actions, args.paper_size) if args.who == "ours" else Authors(tr.num_actions, args.paper_size, args.authors)
-    ends = np.flatnonzero(np.arange(len(tr)) - tr.start >= 1)
+    anchors = np.arange(len(tr))  # any step; the segment reaches one step past it (right padding at an end)
     rng = np.random.default_rng(1000 + args.seed)
-    test_ends = eval_ends(te)
+    test_anchors = eval_anchors(te)
     eval_at = sorted(set(int(s) for s in args.eval_at.split(",")))
     curve, losses, train_s = [], [], 0.0
     for step in range(1, args.steps + 1):
-        seg = windows(tr, rng.choice(ends, size=args.batch), SEQ)
+        seg = windows(tr, rng.choice(anchors, size=args.batch), SEQ, beyond=1)
         t0 = time.perf_counter()
         losses.append(model.train_step(seg))
         train_s += time.perf_counter() - t0
         if step in eval_at:
             curve.append({"step": step, "loss": float(np.mean(losses[-50:])), "train_s_per_step": train_s / step,
-                          **evaluate(model, te, test_ends)})
+                          **evaluate(model, te, test_anchors)})
             print(json.dumps(curve[-1]), file=sys.stderr, flush=True)
     return {"who": args.who, "seed": args.seed, "curve": curve}
 
