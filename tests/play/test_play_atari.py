@@ -139,7 +139,7 @@ def test_bad_input_fails_with_one_line(atari_run: Path, tmp_path: Path, capsys: 
     head = ["--headless", "--steps", "1"]
     agent_file = atari_run / "checkpoints" / "agent_versions" / "agent_epoch_00001.pt"
     assert "does not exist" in one_error_line(capsys, ["atari", "--run", str(tmp_path / "nope"), *head])
-    assert "Unknown Atari 100k game 'Tetris'" in one_error_line(capsys, ["atari", "--agent", str(agent_file), "--game", "Tetris", *head])
+    assert "Unknown game 'Tetris'" in one_error_line(capsys, ["atari", "--agent", str(agent_file), "--game", "Tetris", *head])
     assert "has 4 actions but Pong has 6" in one_error_line(capsys, ["atari", "--agent", str(agent_file), "--game", "Pong", *head])
     assert "needs --steps" in one_error_line(capsys, ["atari", "--run", str(atari_run), "--headless"])
     assert "give exactly one of" in one_error_line(capsys, ["atari", "--run", str(atari_run), "--agent", str(agent_file), *head])
