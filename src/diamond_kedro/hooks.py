@@ -35,10 +35,10 @@ _CONFIG_SECTIONS = ("env.", "denoiser.", "rew_end_model.", "actor_critic.", "ups
 def registered_model_name(report: EpochReport) -> str:
     if report.kind == "csgo":
         return f"{MODEL_NAME_PREFIX}csgo"
-    from diamond_kedro.envs.atari import resolve_game
+    from diamond_kedro.envs.atari import game_short_name
 
     game = report.params.get("env.game") or report.run_key.split("_seed")[0]
-    return MODEL_NAME_PREFIX + resolve_game(str(game)).removesuffix("NoFrameskip-v4")
+    return MODEL_NAME_PREFIX + game_short_name(str(game))  # diamond-Breakout, diamond-Catch
 
 
 def register_checkpoints(client: Any, run_id: str, report: EpochReport) -> list[str]:

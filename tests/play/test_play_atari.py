@@ -236,3 +236,17 @@ def test_authors_agent_file_plays(tmp_path: Path, capsys: pytest.CaptureFixture)
     rc = main(["atari", "--authors", str(flat), "--game", "Breakout", "--policy", "agent", "--headless", "--steps", "2",
                "--denoising-steps", "1", "--height", "64"])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_registered_model_names_are_valid_for_every_game() -> None:
+    from types import SimpleNamespace
+
+    from diamond_kedro.hooks import registered_model_name
+
+    def name(game: str, kind: str = "atari") -> str:
+        return registered_model_name(SimpleNamespace(kind=kind, params={"env.game": game}, run_key=f"{game}_seed0_x"))
+
+    assert name("Breakout") == name("BreakoutNoFrameskip-v4") == "diamond-Breakout"
+    # our own game's gymnasium id has a '/', which MLflow refuses in a model name
+    assert name("Catch") == name("diamond_kedro/Catch-v0") == "diamond-Catch"
+    assert name("ignored", kind="csgo") == "diamond-csgo"
