@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+import diamond_kedro.models.blocks as blocks
 from diamond_kedro.models.blocks import LAYOUT_ENV, AdaGroupNorm, conv_layout, probe_conv_layouts
 from diamond_kedro.utils import layout_probe
 from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
@@ -98,6 +99,12 @@ def test_layout_choice_is_probed_once_per_machine_and_cached_on_disk(tmp_path, m
     assert len(calls) == 3
 
 
-def test_layout_probe_times_both_layouts():
+def test_layout_probe_times_both_layouts_even_when_first_asked_without_grad(tmp_path, monkeypatch):
     times = probe_conv_layouts(repeats=1)
     assert set(times) == {"channels_last", "contiguous"} and all(t > 0 for t in times.values())
+    # a first use from sampling code (no_grad, inference_mode) still probes with a backward pass
+    monkeypatch.setenv("DIAMOND_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(blocks, "_layout_choice", {})
+    with torch.inference_mode():
+        blocks.channels_last_pays()
+    assert (tmp_path / "kernel_choices.json").is_file()

@@ -68,7 +68,10 @@ def channels_last_pays() -> bool:
         return choice == "channels_last"
     key = (torch.get_num_threads(), layout_probe.isa_limit())
     if key not in _layout_choice:
-        _layout_choice[key] = layout_probe.cached_choice(probe_conv_layouts)
+        # the first call may come from sampling (no_grad / inference_mode) or under autocast: the probe
+        # times fp32 training passes regardless
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
+            _layout_choice[key] = layout_probe.cached_choice(probe_conv_layouts)
     return _layout_choice[key]
 
 
