@@ -201,7 +201,7 @@ def main() -> None:
                 c = r["curve"][k]
                 print(f"{step:5d} {who:8s} {r['seed']:4d} " + " ".join(f"{c[x]:16.4f}" for x in cols))
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "args": vars(args) | {"data": str(args.data)}}, indent=1))
+        args.json.write_text(json.dumps({"runs": runs, "args": vars(args)}, indent=1, default=str))
 
 
 if __name__ == "__main__":

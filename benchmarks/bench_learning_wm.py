@@ -230,7 +230,7 @@ def main() -> None:
         passed = [next((c["step"] for c in r["curve"] if c["psnr_h1"] > base["psnr_h1"]), None) for r in runs[who]]
         print(f"{who}: first evaluated step with PSNR h1 above copy-last, per seed: {passed}")
     if args.json:
-        args.json.write_text(json.dumps({"copy_last": base, "runs": runs, "args": vars(args) | {"data": str(args.data)}}, indent=1))
+        args.json.write_text(json.dumps({"copy_last": base, "runs": runs, "args": vars(args)}, indent=1, default=str))
 
 
 if __name__ == "__main__":
