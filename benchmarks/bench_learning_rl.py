@@ -23,20 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from diamond_kedro.envs.catch import random_policy_return_pmf
+    from diamond_kedro.utils.layout_probe import cpu_model
     from diamond_kedro.training.scripted_check import NUM_BALLS, CheckConfig, evaluate_in_catch, train_in_scripted_catch
 
     torch.set_num_threads(args.threads)
