@@ -48,3 +48,19 @@ def make_tar(tar_path: Path, files: list[Path]) -> Path:
         for p in files:
             tf.add(p, arcname=p.name)
     return tar_path
+
+
+def published_layout_project(tmp_path: Path, num_frames: int) -> tuple[Path, str]:
+    """A fresh project copy and the ``--params`` string that ingests three synthetic files in the published
+    layout (one ``.tar`` of HDF5 files; file 2 is the test split) — shared by the pipeline and DDP tests."""
+    from tests.pipelines.conftest import copy_project
+
+    (tmp_path / "project").mkdir()
+    project = copy_project(tmp_path / "project")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = [write_hdf5(tmp_path / "staging" / f"hdf5_dm_july2021_{n}.hdf5", n, num_frames) for n in (1, 2, 3)]
+    make_tar(raw / "hdf5_dm_july2021_1_to_3.tar", files)
+    split = tmp_path / "split.txt"
+    split.write_text("hdf5_dm_july2021_2.hdf5\n")
+    return project, f"csgo.data.source_dir={raw},csgo.data.test_split_file={split},csgo.data.frames_per_file={num_frames}"

@@ -8,24 +8,16 @@ from pathlib import Path
 import mlflow
 import torch
 
-from tests.pipelines.conftest import copy_project, kedro_run
+from tests.pipelines.conftest import kedro_run
 
-from .synthetic import make_tar, write_hdf5
+from .synthetic import published_layout_project
 
 RUN = Path("data/runs/csgo_ci")
 T = 12
 
 
 def test_ingest_then_two_epochs_log_to_one_mlflow_run(tmp_path: Path) -> None:
-    (tmp_path / "project").mkdir()
-    project = copy_project(tmp_path / "project")
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    files = [write_hdf5(tmp_path / "staging" / f"hdf5_dm_july2021_{n}.hdf5", n, T) for n in (1, 2, 3)]
-    make_tar(raw / "hdf5_dm_july2021_1_to_3.tar", files)
-    split = tmp_path / "split.txt"
-    split.write_text("hdf5_dm_july2021_2.hdf5\n")
-    data = f"csgo.data.source_dir={raw},csgo.data.test_split_file={split},csgo.data.frames_per_file={T}"
+    project, data = published_layout_project(tmp_path, T)
 
     kedro_run(project, "--pipeline=csgo_ingest", "--env=ci", f"--params={data}")
     index = json.loads((project / "data/csgo/index.json").read_text())

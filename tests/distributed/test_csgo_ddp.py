@@ -10,9 +10,9 @@ from pathlib import Path
 import mlflow
 import torch
 
-from ..csgo.synthetic import make_tar, write_hdf5
+from ..csgo.synthetic import published_layout_project
 from ..isolation import loopback_only
-from ..pipelines.conftest import BIN, copy_project, kedro_run, project_env
+from ..pipelines.conftest import BIN, kedro_run, project_env
 
 T = 12
 
@@ -26,15 +26,7 @@ def _torchrun(project: Path, params: str) -> subprocess.CompletedProcess:
 
 
 def test_csgo_epochs_under_torchrun(tmp_path: Path) -> None:
-    (tmp_path / "project").mkdir()
-    project = copy_project(tmp_path / "project")
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    files = [write_hdf5(tmp_path / "staging" / f"hdf5_dm_july2021_{n}.hdf5", n, T) for n in (1, 2, 3)]
-    make_tar(raw / "hdf5_dm_july2021_1_to_3.tar", files)
-    split = tmp_path / "split.txt"
-    split.write_text("hdf5_dm_july2021_2.hdf5\n")
-    data = f"csgo.data.source_dir={raw},csgo.data.test_split_file={split},csgo.data.frames_per_file={T}"
+    project, data = published_layout_project(tmp_path, T)
     kedro_run(project, "--pipeline=csgo_ingest", "--env=ci", f"--params={data}")
 
     # one epoch of 2 optimiser steps per model, each of 2 accumulated micro-batches of 2 (1 row per rank)
