@@ -34,6 +34,25 @@ def setup(args: argparse.Namespace) -> tuple[Any, Any, bool]:
     return torch, torch.device(args.device), tuned
 
 
+def add_amp_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bf16 autocast of our steps as run.amp does: auto (the default: per machine, "
+                        "diamond_kedro.utils.precision), on, off (fp32)")
+
+
+def resolve_worker_amp(args: argparse.Namespace, device: Any) -> bool:
+    """``--amp`` resolved as a run resolves ``run.amp`` (the probe, when needed, runs here, before timing)."""
+    from diamond_kedro.utils.precision import resolve_amp
+
+    return resolve_amp({"on": True, "off": False}.get(args.amp, "auto"), device)
+
+
+def autocast(device: Any, enabled: bool):
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def synthetic_segments(n: int, seq_len: int, seed: int = 0, size: int = 64) -> dict[str, Any]:
     """n fully real segments of random frames, actions and rewards in {-1, 0, 1}, the same for a given
     seed in any process: both sides of bench_vs_authors.py are fed these tensors."""

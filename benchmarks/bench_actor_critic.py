@@ -22,7 +22,7 @@ import argparse
 import json
 import os
 
-from _worker import ISA_ENV, NUM_ACTIONS, measure, random_batch, run_component, setup
+from _worker import ISA_ENV, NUM_ACTIONS, add_amp_argument, autocast, measure, random_batch, resolve_worker_amp, run_component, setup
 
 COMPONENTS = ["imagination_step", "ac_update"]
 
@@ -39,6 +39,7 @@ def _worker(args: argparse.Namespace) -> dict:
     from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler, optimizer_step
 
     N, A, L = 32, NUM_ACTIONS, 4
+    amp = resolve_worker_amp(args, device)  # as run.amp in a run: the whole imagined rollout and loss under autocast
 
     def contexts(n: int):
         return random_batch(n, L, device)
@@ -54,14 +55,14 @@ def _worker(args: argparse.Namespace) -> dict:
     sched = make_warmup_scheduler(opt, warmup_steps=100)
 
     def ac_update(horizon: int) -> None:
-        rollout = loop.run(horizon)
-        loss, _ = actor_critic_loss(rollout, gamma=0.985, lambda_=0.95)
+        with autocast(device, amp):
+            loss, _ = actor_critic_loss(loop.run(horizon), gamma=0.985, lambda_=0.95)
         optimizer_step(actor_critic, opt, sched, loss, max_grad_norm=100.0)
 
     if args.component == "imagination_step":
 
         def step() -> None:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device, amp):
                 loop.run(1)
 
         warm = step
@@ -80,6 +81,7 @@ def _worker(args: argparse.Namespace) -> dict:
     return {
         "component": args.component,
         "malloc_tuned": tuned,
+        "amp": amp,
         **measure(device, step, warm, args.warmup, args.steps),
         "num_context_refills": env.contexts.num_refills,
     }
@@ -89,6 +91,7 @@ def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -
     worker_args = [
         "--component", component, "--steps", str(args.steps), "--warmup", str(args.warmup),
         "--device", args.device, "--threads", str(args.threads), "--preload", str(args.preload),
+        "--amp", args.amp,
     ]
     return run_component(__file__, args.isa, no_tuning, worker_args)
 
@@ -104,6 +107,7 @@ def main() -> None:
     p.add_argument("--isa", choices=["native", *ISA_ENV], default="native", help="limit kernels to an ISA")
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
     p.add_argument("--compare-malloc", action="store_true", help="run each component with and without tuning")
+    add_amp_argument(p)
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 

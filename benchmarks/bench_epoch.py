@@ -5,6 +5,13 @@ Runs epochs of a fresh run with a Kedro profile's parameters (default: quick) in
 split of each epoch. Epoch 1 includes the initial collection and the long first training; later epochs are
 the steady state.
 
+Besides the phases it splits out what is not model math: ``data`` (drawing segments from the replay store,
+``SegmentSampler.sample``, inside the training phases), ``checkpoint`` (the atomic ``state.pt``, agent
+versions and DVC metrics of the commit) and ``mlflow`` (the epoch's report logged into a throw-away SQLite
+MLflow store by the project's own tracking hook, as ``kedro run`` does; ``--no-mlflow`` leaves it out).
+``overhead`` = data + checkpoint + mlflow + whatever no phase covers; its share of the epoch is the figure
+to keep small. Real-env stepping (``collect``, ``evaluate``) is the task's own work and shown apart.
+
     python benchmarks/bench_epoch.py                 # quick profile, 2 epochs, CPU
     python benchmarks/bench_epoch.py --env base --epochs 1 --params run.device=cuda   # paper config on a GPU
 """
@@ -45,8 +52,10 @@ def main() -> None:
     parser.add_argument("--env", default="quick", help="Kedro environment (profile)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--params", default="", help="comma-separated dotted overrides, as kedro run --params")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log the reports to MLflow")
     args = parser.parse_args()
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave with the table
     overrides = [p for p in args.params.split(",") if p]
     with tempfile.TemporaryDirectory() as tmp:
         params = load_parameters(args.env, overrides + [f"run.root={tmp}"])
@@ -54,21 +63,92 @@ def main() -> None:
         cfg = parse_config({k: v for k, v in params.items() if k not in ("csgo", "report")})
         print(f"profile {args.env}: {cfg.env.game}, device {cfg.run.device}, threads {cfg.run.num_threads}, "
               f"load average {os.getloadavg()[0]:.2f}")
-        print(f"{'epoch':>5} " + " ".join(f"{p:>14}" for p in PHASES) + f" {'total':>9} {'env steps':>9}")
+        timers = {"data": 0.0, "checkpoint": 0.0, "mlflow": 0.0}
+        restore = instrument(timers)
+        hook = None if args.no_mlflow else mlflow_sink(Path(tmp), timers)
+        cols = (*PHASES, "data", "checkpoint", "mlflow")
+        print(f"{'epoch':>5} " + " ".join(f"{p:>13}" for p in cols) + f" {'total':>9} {'overhead':>9} {'env steps':>9}")
         run = AtariRun.open(cfg)
         try:
             for _ in range(args.epochs):
+                for k in timers:
+                    timers[k] = 0.0
                 start = time.perf_counter()
                 report = run.run_epoch()
                 total = time.perf_counter() - start
                 cells = [report.metrics.get(f"{p}/wall_time_s", 0.0) for p in PHASES]
-                print(f"{report.epoch:>5} " + " ".join(f"{c:>13.1f}s" for c in cells)
-                      + f" {total:>8.1f}s {run.counters.env_steps:>9d}", flush=True)
+                commit = timers.pop("commit_s")
+                timers["checkpoint"] = commit - timers["mlflow"]
+                uncovered = total - sum(cells) - commit
+                overhead = timers["data"] + commit + uncovered
+                print(f"{report.epoch:>5} " + " ".join(f"{c:>12.1f}s" for c in (*cells, *timers.values()))
+                      + f" {total:>8.1f}s {100 * overhead / total:>8.1f}% {run.counters.env_steps:>9d}", flush=True)
                 if run.is_over:
                     break
         finally:
             run.close()
+            restore()
+            if hook is not None:
+                hook.after_pipeline_run()
+        print("overhead = data + checkpoint + mlflow + time outside every phase, as a share of the epoch's wall time")
 
+
+def instrument(timers: dict[str, float]):
+    """Time ``SegmentSampler.sample`` (into timers['data']) and ``AtariRun.commit`` (into timers['commit_s'])."""
+    from diamond_kedro.replay.sampler import SegmentSampler
+
+    sample, commit = SegmentSampler.sample, AtariRun.commit
+
+    def timed_sample(self):
+        t0 = time.perf_counter()
+        try:
+            return sample(self)
+        finally:
+            timers["data"] += time.perf_counter() - t0
+
+    def timed_commit(self):
+        t0 = time.perf_counter()
+        try:
+            return commit(self)
+        finally:
+            timers["commit_s"] = time.perf_counter() - t0
+
+    SegmentSampler.sample, AtariRun.commit = timed_sample, timed_commit
+
+    def restore() -> None:
+        SegmentSampler.sample, AtariRun.commit = sample, commit
+
+    return restore
+
+
+def mlflow_sink(tmp: Path, timers: dict[str, float]):
+    """The project's MLflow hook, pointed at a throw-away SQLite store, its logging timed into timers['mlflow']."""
+    from types import SimpleNamespace
+
+    from diamond_kedro.hooks import MlflowTrackingHook
+    from diamond_kedro.pipelines.atari_epoch import create_pipeline
+
+    hook = MlflowTrackingHook()
+    conf = {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "artifact_location": str(tmp / "mlruns"),
+            "experiment_name": "bench-epoch", "enabled": True, "register_models": True}
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    hook.after_context_created(SimpleNamespace(config_loader={"mlflow": conf}))
+    hook.before_pipeline_run({}, create_pipeline(), None)
+    log = hook._log
+
+    def timed_log(report):
+        t0 = time.perf_counter()
+        try:
+            log(report)
+        finally:
+            timers["mlflow"] += time.perf_counter() - t0
+
+    from diamond_kedro.reporting import add_sink, remove_sink
+
+    remove_sink(log)
+    add_sink(timed_log)
+    hook._log = timed_log  # so that after_pipeline_run removes this sink
+    return hook
 
 if __name__ == "__main__":
     main()

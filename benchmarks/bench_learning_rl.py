@@ -13,6 +13,16 @@ ball-blind 0.0625), mean real-game return over ``--episodes`` games, and the wal
     python benchmarks/bench_learning_rl.py --broken lambda-index        # λ-returns shifted by one step
     python benchmarks/bench_learning_rl.py --seeds 0 1 2 --json out.json
     python benchmarks/bench_learning_rl.py --gamma 0.985                # the paper's discount
+    python benchmarks/bench_learning_rl.py --authors /path/to/diamond-main --gamma 0.985 --seeds 0 1
+
+``--authors DIR`` (an export of eloialonso/diamond, kept outside this project) also trains the AUTHORS'
+actor-critic (their ``ActorCritic``, their ``env_loop`` coroutine and their loss with their
+``compute_lambda_returns``) in the same scripted env, from the same initial weights, with the same
+optimiser and the same evaluation, and prints both side by side. Their loop's action sampling is
+aligned with ours (one ``torch.multinomial`` per step, without replacement, as ``RolloutLoop`` draws),
+so both codes see the same imagined trajectories until float rounding makes a sampled action differ;
+the loss of the first updates is printed for both, which checks our rollout + λ-return + loss against
+theirs number for number, and the curves after that show whether they learn alike.
 
 ``--broken`` (see ``diamond_kedro.training.scripted_check``): ``flip-advantage`` flips the sign of the
 advantage in the policy-gradient term; ``lambda-index`` uses G_{t+1} as the target of step t.
@@ -43,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None, help="also write all figures to this JSON file")
+    p.add_argument("--authors", type=Path, default=None,
+                   help="export of eloialonso/diamond (branch main): also train their actor-critic, side by side")
     args = p.parse_args(argv)
     if args.updates < 1 or args.episodes < 1 or args.eval_every < 0:
         p.error("--updates and --episodes must be >= 1, --eval-every >= 0")
@@ -69,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'seed':>4} {'update':>6} {'imag. rew/step':>14} {'return':>7} {'% optimum':>9} {'wall s':>7}")
 
     out = {"cpu": cpu_model(), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "runs": []}
-    finals = []
+    finals: list[float] = []
+    authors_finals: list[float] = []
     for seed in args.seeds:
         cfg = CheckConfig(
             updates=args.updates,
@@ -92,13 +105,34 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-        result = train_in_scripted_catch(cfg, progress=show)
+        losses: list[float] = []
+        result = train_in_scripted_catch(cfg, progress=show, on_update=lambda m: losses.append(m["loss_total"]))
         finals.append(result.final_return_mean)
-        out["runs"].append({"seed": seed, "evaluations": result.evaluations, "seconds": result.seconds})
+        out["runs"].append({"seed": seed, "code": "ours", "evaluations": result.evaluations, "seconds": result.seconds,
+                            "loss_first": losses[:5]})
+        if args.authors is not None:
+            from _authors_rl import train_authors_in_scripted_catch
+
+            print(f"{'':>4} authors' actor-critic, env loop and loss, same seed, initial weights and optimiser:", flush=True)
+            a_losses: list[float] = []
+            a_result = train_authors_in_scripted_catch(cfg, args.authors, progress=show, losses=a_losses)
+            authors_finals.append(a_result.final_return_mean)
+            out["runs"].append({"seed": seed, "code": "authors", "evaluations": a_result.evaluations,
+                                "seconds": a_result.seconds, "loss_first": a_losses[:5]})
+            print(f"{seed:>4} loss of updates 1-5, ours:    " + " ".join(f"{x:.6f}" for x in losses[:5]))
+            print(f"{seed:>4} loss of updates 1-5, authors: " + " ".join(f"{x:.6f}" for x in a_losses[:5]))
+            rel = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses, a_losses)]
+            apart = next((u + 1 for u, r in enumerate(rel) if r > 1e-4), None)
+            print(f"{seed:>4} largest relative loss difference over updates 1-5: {max(rel[:5]):.1e}; "
+                  f"first update differing by more than 1e-4: {apart or 'none'}", flush=True)
+            out["runs"][-1]["first_update_apart"] = apart
     print(
         f"# final return: {np.mean(finals):.2f} (seeds {args.seeds}: {', '.join(f'{f:.2f}' for f in finals)}) "
         f"vs optimum {NUM_BALLS} and ball-blind {random_mean:.2f}"
     )
+    if authors_finals:
+        print(f"# final return, authors' code: {np.mean(authors_finals):.2f} "
+              f"(seeds {args.seeds}: {', '.join(f'{f:.2f}' for f in authors_finals)})")
     if args.json is not None:
         # atomic: a reader never sees a half-written file
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -194,6 +194,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_ROOT)
     p.add_argument("--amp", action="store_true",
                    help="also train ours with bf16 autocast (run.amp): worth it on CPUs with AMX/AVX512-BF16, and GPUs")
+    p.add_argument("--codes", default=None,
+                   help="comma-separated subset of ours,ours-bf16,authors to run (default: all that the flags allow)")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at once (learning figures do not depend on it; wall times do: use --threads 1 with --jobs 2)")
     p.add_argument("--json", type=Path)
@@ -212,7 +214,12 @@ def main() -> None:
     base = copy_last(te, eval_contexts(te, args.eval))
     print(f"data: {args.data} ({train.num_steps} train / {test.num_steps} test steps); "
           f"built/opened in {time.perf_counter() - t0:.0f} s", flush=True)
-    whos = ["ours"] + (["ours-bf16"] if args.amp else []) + (["authors"] if args.authors else [])
+    whos = ["ours"] + (["ours-bf16"] if args.amp or "ours-bf16" in (args.codes or "") else []) + (["authors"] if args.authors else [])
+    if args.codes:
+        unknown = set(args.codes.split(",")) - set(whos)
+        if unknown:
+            p.error(f"--codes: {sorted(unknown)} not among {whos} (authors needs --authors)")
+        whos = [w for w in whos if w in args.codes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     worker_args = ["--steps", str(args.steps), "--eval-at", args.eval_at, "--batch", str(args.batch), "--eval",
                    str(args.eval), "--threads", str(args.threads), "--data", str(args.data)]

@@ -20,7 +20,7 @@ import argparse
 import json
 import os
 
-from _worker import ISA_ENV, NUM_ACTIONS, measure, random_batch, run_component, setup
+from _worker import ISA_ENV, NUM_ACTIONS, add_amp_argument, autocast, measure, random_batch, resolve_worker_amp, run_component, setup
 
 COMPONENTS = ["denoiser_train", "denoiser_sample", "rew_end_train", "wm_env_step"]
 AC_COMPONENTS = ["imagination_step", "ac_update"]  # from bench_actor_critic.py
@@ -36,6 +36,7 @@ def _worker(args: argparse.Namespace) -> dict:
     from diamond_kedro.models.unet import InnerModelConfig
 
     B, A = 32, NUM_ACTIONS
+    amp = resolve_worker_amp(args, device)  # bf16 autocast of the forward passes, as run.amp does in a run
 
     def batch(seq_len: int, n: int = B):
         return random_batch(n, seq_len, device, random_rewards=True)
@@ -51,7 +52,8 @@ def _worker(args: argparse.Namespace) -> dict:
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss, _ = loss_fn(data)
+            with autocast(device, amp):
+                loss, _ = loss_fn(data)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             opt.step()
@@ -67,7 +69,8 @@ def _worker(args: argparse.Namespace) -> dict:
         b = batch(4)
 
         def step():
-            sampler.sample(b.obs, b.act)
+            with autocast(device, amp):  # sampling runs inside the actor-critic's autocast in a run
+                sampler.sample(b.obs, b.act)
 
     elif c == "rew_end_train":
         m = rew_end_model()
@@ -79,7 +82,8 @@ def _worker(args: argparse.Namespace) -> dict:
         env.reset()
 
         def step():
-            env.step(torch.randint(0, A, (B,), device=device))
+            with autocast(device, amp):
+                env.step(torch.randint(0, A, (B,), device=device))
 
     else:
         raise ValueError(f"unknown component {c!r}")
@@ -89,6 +93,7 @@ def _worker(args: argparse.Namespace) -> dict:
         "malloc_tuned": tuned,
         "device": str(device),
         "threads": args.threads,
+        "amp": amp,
         **measure(device, step, step, args.warmup, args.steps),
     }
 
@@ -96,7 +101,7 @@ def _worker(args: argparse.Namespace) -> dict:
 def _run_subprocess(args: argparse.Namespace, component: str, no_tuning: bool) -> dict:
     worker_args = [
         "--component", component, "--steps", str(args.steps), "--warmup", str(args.warmup),
-        "--device", args.device, "--threads", str(args.threads),
+        "--device", args.device, "--threads", str(args.threads), "--amp", args.amp,
     ]
     return run_component(__file__, args.isa, no_tuning, worker_args)
 
@@ -105,7 +110,7 @@ def _run_actor_critic_subprocess(args: argparse.Namespace, component: str, no_tu
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_actor_critic.py")
     worker_args = [
         "--component", component, "--steps", str(args.ac_steps), "--warmup", "1",
-        "--device", args.device, "--threads", str(args.threads), "--preload", "4",
+        "--device", args.device, "--threads", str(args.threads), "--preload", "4", "--amp", args.amp,
     ]
     return run_component(script, args.isa, no_tuning, worker_args)
 
@@ -121,6 +126,7 @@ def main() -> None:
     p.add_argument("--isa", choices=["native", *ISA_ENV], default="native", help="limit kernels to an ISA")
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
     p.add_argument("--compare-malloc", action="store_true", help="run each component with and without tuning")
+    add_amp_argument(p)
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -146,7 +152,7 @@ def main() -> None:
         for no_tuning, r in res.items():
             label = "glibc default" if no_tuning else ("malloc tuned" if r["malloc_tuned"] else "malloc (tuning n/a)")
             line = (
-                f"{comp:16s} {label:14s} median {r['median_s']:7.3f} s  (steps {', '.join(f'{t:.2f}' for t in r['times_s'])})"
+                f"{comp:16s} {label:14s} {'bf16' if r.get('amp') else 'fp32'} median {r['median_s']:7.3f} s  (steps {', '.join(f'{t:.2f}' for t in r['times_s'])})"
                 f"  cpu {r['median_cpu_s']:.1f} s  peak RSS {r['peak_rss_gib']:.2f} GiB  minflt {r['minor_faults']:,}"
                 f"  sys {r['sys_s']:.1f} s  load {r['load'][0]:.2f}->{r['load'][1]:.2f}"
             )

@@ -5,6 +5,7 @@
     python benchmarks/bench_vs_authors.py --authors DIR --isa avx2                 # both sides limited to AVX2
     python benchmarks/bench_vs_authors.py --authors DIR --device cuda
     python benchmarks/bench_vs_authors.py --authors DIR --json out.json            # raw figures as well
+    python benchmarks/bench_vs_authors.py --authors DIR --ours-amp off              # ours in fp32 too
 
 DIR is an export of the authors' repository kept outside this project
 (``git --git-dir <bare> archive main | tar -x -C DIR``); their code needs ``pip install hydra-core torcheval``.
@@ -21,7 +22,9 @@ Paper configuration (Breakout, A=4), batch 32, 64×64, identical synthetic input
 Every measurement is a fresh process (``--rounds`` of authors-then-ours per step, so a machine that
 drifts during the sitting drifts for both). The authors run with their best allocator, tcmalloc through
 LD_PRELOAD (``--tcmalloc auto`` finds ``libtcmalloc_minimal.so.4``; without it their figure is the slower
-glibc one and the table says so); ours runs as a training run does (glibc malloc tuned at start).
+glibc one and the table says so); ours runs as a training run does (glibc malloc tuned at start, and
+``run.amp: auto``: bf16 autocast where this machine computes bf16 natively and a probe shows it pays,
+else fp32; the table names the precision; ``--ours-amp off`` forces fp32, like for like).
 ``--isa avx2`` sets ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY / MKL_ENABLE_INSTRUCTIONS in both processes:
 a proxy for an AVX2-only machine, not a substitute for one. Per step it prints the median wall time,
 min–max, the system-time share and minor page faults of the timed steps, peak RSS, and authors/ours.
@@ -102,7 +105,7 @@ def worker_commands(args: argparse.Namespace, step: str) -> tuple[list[str], lis
               "--threads", str(args.threads)]
     preload = ["--preload", "4"] if step in ("imagination_step", "ac_update") else []
     authors = [args.authors_python, str(HERE / "_authors_worker.py"), "--authors", str(args.authors), *common, *preload]
-    ours = [sys.executable, str(HERE / OUR_SCRIPT[step]), "--_worker", *common, *preload]
+    ours = [sys.executable, str(HERE / OUR_SCRIPT[step]), "--_worker", *common, *preload, "--amp", args.ours_amp]
     return authors, ours
 
 
@@ -120,6 +123,7 @@ def summarise(runs: list[dict]) -> dict:
         "minflt_per_step": statistics.median(faults),
         "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
         "cpu_capability": runs[0].get("cpu_capability", "?"),
+        "precision": "bf16" if runs[0].get("amp") else "fp32",
     }
 
 
@@ -137,6 +141,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
     p.add_argument("--isa", choices=["native", *ISA_ENV], default="native", help="limit both sides' kernels")
     p.add_argument("--tcmalloc", default="auto", help="auto | none | path to libtcmalloc_minimal.so.4 (authors only)")
+    p.add_argument("--ours-amp", choices=["auto", "on", "off"], default="auto",
+                   help="our precision: auto = what a run does by default (run.amp: auto, bf16 autocast only where "
+                        "this machine has native bf16 and it pays); off = fp32 like the authors' code")
     p.add_argument("--json", type=Path, help="write every figure to this file")
     args = p.parse_args()
     if not (args.authors / "src" / "agent.py").is_file():
@@ -149,7 +156,8 @@ def main() -> None:
     print(f"setting : device={args.device} threads={args.threads} isa={args.isa} rounds={args.rounds} "
           f"steps/process={args.steps} warmup={args.warmup}; paper config, batch 32, 64x64, A=4")
     print(f"authors : {args.authors} with {'tcmalloc (' + tcmalloc + ')' if tcmalloc else 'glibc malloc (no tcmalloc found: their slower setting)'}")
-    print("ours    : glibc malloc tuned at start (as every run does)\n", flush=True)
+    print(f"ours    : glibc malloc tuned at start (as every run does), precision --ours-amp {args.ours_amp} "
+          "(the authors' code has no mixed precision: fp32)\n", flush=True)
 
     results: dict[str, dict] = {}
     t_start = time.perf_counter()
@@ -168,14 +176,14 @@ def main() -> None:
         results[step]["raw"] = runs
 
     print(f"\n{'step':17s} {'authors (s)':>12s} {'min-max':>12s} {'ours (s)':>9s} {'min-max':>12s} "
-          f"{'authors/ours':>12s}  {'sys% a/o':>9s} {'minflt/step a/o':>17s} {'peak RSS GiB a/o':>17s}  kernels")
+          f"{'authors/ours':>12s}  {'sys% a/o':>9s} {'minflt/step a/o':>17s} {'peak RSS GiB a/o':>17s}  ours: kernels, precision")
     for step in steps:
         a, o = results[step]["authors"], results[step]["ours"]
         print(
             f"{step:17s} {a['median_s']:12.2f} {a['min_s']:5.2f}-{a['max_s']:<6.2f} {o['median_s']:9.2f} "
             f"{o['min_s']:5.2f}-{o['max_s']:<6.2f} {a['median_s'] / o['median_s']:11.2f}x  "
             f"{100 * a['sys_share']:4.0f}/{100 * o['sys_share']:<4.0f} {a['minflt_per_step']:8.0f}/{o['minflt_per_step']:<8.0f} "
-            f"{a['peak_rss_gib']:8.1f}/{o['peak_rss_gib']:<8.1f}  {o['cpu_capability']}"
+            f"{a['peak_rss_gib']:8.1f}/{o['peak_rss_gib']:<8.1f}  {o['cpu_capability']}, {o['precision']}"
         )
     print(f"\n(median over {args.rounds} rounds; sitting took {(time.perf_counter() - t_start) / 60:.1f} min; "
           f"load averages per run are in --json)")

@@ -32,7 +32,7 @@ class RunConfig(_Strict):
     num_threads: int | None = Field(default=None, gt=0)
     tune_malloc: bool = True
     compile: bool = False
-    amp: bool = False
+    amp: bool | Literal["auto"] = "auto"  # bf16 autocast: true | false | auto (per machine, utils.precision)
     total_env_steps: int = Field(default=100_000, gt=0)
     num_final_epochs: int = Field(default=50, ge=0)
     save_agent_every: int = Field(default=5, gt=0)

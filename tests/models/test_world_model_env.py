@@ -81,3 +81,16 @@ def test_termination_resets_only_dead_rows_and_refills():
     assert src.calls == 2
     torch.testing.assert_close(obs[:, 0, 0, 0], (torch.tensor([2, 3]) + 3) / 100.0)
     assert torch.all(env.ep_len == 0)
+
+
+def test_bf16_autocast_steps_through_resets_of_dead_rows():
+    """run.amp: the reward/end model's LSTM answers in bf16 under autocast; contexts refilled outside autocast
+    (at reset) and inside it (mid-rollout) must still fit the env's recurrent state."""
+    env, _ = make_env([-20.0, 20.0], horizon=15, num_envs=2, preload=1)  # every step ends every row
+    env.reset()  # contexts burnt in outside autocast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(3):  # each step resets both rows, refilling the stock under autocast
+            obs, rew, end, trunc, info = env.step(torch.zeros(2, dtype=torch.long))
+            assert torch.all(end == 1) and info["final_observation"].shape == (2, 3, H, W)
+    assert env.hx.dtype == env.cx.dtype == torch.float32
+    assert torch.isfinite(obs).all()

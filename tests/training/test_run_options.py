@@ -1,4 +1,4 @@
-"""Run options that only pay on some hardware: bf16 autocast and torch.compile (off by default)."""
+"""Run options that only pay on some hardware: bf16 autocast (chosen per machine by default) and torch.compile (off)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,27 @@ def _cfg(tmp_path: Path, **run: object):
     return parse_config(params)
 
 
-def test_options_are_off_by_default() -> None:
+def test_compile_is_off_and_precision_is_chosen_per_machine_by_default() -> None:
     cfg = parse_config(profile_parameters("base"))
-    assert cfg.run.compile is False and cfg.run.amp is False
+    assert cfg.run.compile is False and cfg.run.amp == "auto"
+    for value in (True, False, "auto"):
+        params = profile_parameters("base")
+        params["run"]["amp"] = value
+        assert parse_config(params).run.amp == value
+    params["run"]["amp"] = "maybe"
+    with pytest.raises(ValueError, match="run.amp"):
+        parse_config(params)
+
+
+def test_auto_precision_resolves_once_per_run_and_is_tagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("diamond_kedro.training.run.resolve_amp", lambda setting, device: setting == "auto")
+    run = AtariRun(_cfg(tmp_path, amp="auto"))
+    try:
+        assert run.amp is True
+        run.begin_epoch()
+        assert run.pending.tags["precision"] == "bf16 autocast"
+    finally:
+        run.close()
 
 
 def test_bf16_autocast_epoch_trains_with_finite_losses(tmp_path: Path) -> None:

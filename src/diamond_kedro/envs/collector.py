@@ -188,7 +188,7 @@ class Collector:
             unit="step" if num_steps is not None else "episode",
             desc="collect (train)" if self.train else "collect (test)",
             leave=False,
-            disable=target < 10,
+            disable=True if target < 10 else None,  # None: only on a terminal, not into log files
         )
 
         while True:

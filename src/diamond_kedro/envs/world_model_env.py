@@ -66,8 +66,10 @@ class ContextStock:
             hx, cx = self.rew_end_model.burn_in(obs, act)
             obs_.append(obs)
             act_.append(act)
-            hx_.append(hx[0])
-            cx_.append(cx[0])
+            # the recurrent state is kept in fp32 whatever autocast computed it in (bf16 under run.amp),
+            # so contexts refilled inside and outside autocast can share the env's state tensors
+            hx_.append(hx[0].float())
+            cx_.append(cx[0].float())
         self.obs, self.act = torch.cat(obs_), torch.cat(act_)
         self.hx, self.cx = torch.cat(hx_), torch.cat(cx_)
         self.cursor = 0
@@ -146,9 +148,10 @@ class WorldModelEnv:
         # Context = L real frames, L−1 real actions and the agent's action in the last slot.
         self.act_buffer[:, -1] = act
         next_obs, trajectory = self.sampler.sample(self.obs_buffer, self.act_buffer)
-        rew, end, (self.hx, self.cx) = self.rew_end_model.predict_rew_end(
+        rew, end, (hx, cx) = self.rew_end_model.predict_rew_end(
             self.obs_buffer[:, -1], act, next_obs, (self.hx, self.cx)
         )
+        self.hx, self.cx = hx.float(), cx.float()  # fp32 state, as the context stock's (autocast: bf16 out)
         self.ep_len += 1
         trunc = (self.ep_len >= self.horizon).to(torch.uint8)
 

@@ -70,17 +70,18 @@ def channels_last_pays() -> bool:
     if key not in _layout_choice:
         # the first call may come from sampling (no_grad / inference_mode) or under autocast: the probe
         # times fp32 training passes regardless
-        with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
+        # fork_rng: building the probe network draws from the global stream, which would make a seeded
+        # run's randomness depend on whether this machine's choice was already cached
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False), \
+                torch.random.fork_rng(devices=[]):
             _layout_choice[key] = layout_probe.cached_choice(probe_conv_layouts)
     return _layout_choice[key]
 
 
-def probe_conv_layouts(repeats: int = 3) -> dict[str, float]:
-    """Best-of-``repeats`` seconds of a forward + backward of the paper-size denoiser network (64
-    channels, 4 levels) on 2 frames, in each layout, the layouts alternating so that a busy machine slows
-    both alike. About 2-3 seconds on 2 cores, once per machine (the result is cached)."""
-    import time
-
+def probe_network(batch: int = 2):
+    """The paper-size denoiser network (64 channels, 4 levels) and a batch of inputs for it, seeded: what
+    the per-machine probes time (``probe_conv_layouts``, ``utils.precision.probe_precision``).
+    Returns ``net`` and a function running one forward + backward."""
     from diamond_kedro.models.unet import InnerModel, InnerModelConfig
 
     gen = torch.Generator().manual_seed(0)
@@ -89,15 +90,29 @@ def probe_conv_layouts(repeats: int = 3) -> dict[str, float]:
         for p in net.parameters():
             if p.ndim > 1 and not p.any():
                 p.normal_(0, 0.02, generator=gen)
-    noisy, obs = torch.randn(2, 3, 64, 64, generator=gen), torch.randn(2, 12, 64, 64, generator=gen)
-    act, c_noise = torch.randint(0, 4, (2, 4), generator=gen), torch.zeros(2)
+    noisy, obs = torch.randn(batch, 3, 64, 64, generator=gen), torch.randn(batch, 12, 64, 64, generator=gen)
+    act, c_noise = torch.randint(0, 4, (batch, 4), generator=gen), torch.zeros(batch)
+
+    def fwd_bwd() -> None:
+        net(noisy, c_noise, obs, act).float().square().mean().backward()
+
+    return net, fwd_bwd
+
+
+def probe_conv_layouts(repeats: int = 3) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of a forward + backward of the paper-size denoiser network (64
+    channels, 4 levels) on 2 frames, in each layout, the layouts alternating so that a busy machine slows
+    both alike. About 2-3 seconds on 2 cores, once per machine (the result is cached)."""
+    import time
+
+    _, fwd_bwd = probe_network()
     best = {"contiguous": float("inf"), "channels_last": float("inf")}
     for i in range(repeats + 1):  # round 0 warms oneDNN's primitive cache and is not counted
         for name in best:
             _forced_layout[0] = name == "channels_last"
             try:
                 t0 = time.perf_counter()
-                net(noisy, c_noise, obs, act).square().mean().backward()
+                fwd_bwd()
                 dt = time.perf_counter() - t0
             finally:
                 _forced_layout[0] = None

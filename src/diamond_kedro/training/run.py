@@ -52,6 +52,7 @@ from diamond_kedro.training.run_common import (  # noqa: F401  (re-exported: the
     resolve_device,
 )
 from diamond_kedro.utils.allocator import tune_glibc_malloc
+from diamond_kedro.utils.precision import resolve_amp
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ class AtariRun(TrainingRun):
         self.train_env = self.make_env(num_envs=cfg.env.num_envs, done_on_life_loss=True, seed=cfg.run.seed)
         self.num_actions = self.train_env.num_actions
         self.agent = build_agent(cfg, self.num_actions).to(self.device)
+        # run.amp "auto": bf16 autocast where this machine computes it natively and it pays (probed, cached)
+        self.amp = resolve_amp(cfg.run.amp, self.device)
         if cfg.run.compile:
             # in place (nn.Module.compile), so state-dict keys and checkpoints stay those of the plain modules
             for name in COMPONENTS:
@@ -182,6 +185,11 @@ class AtariRun(TrainingRun):
         self._rollout: RolloutLoop | None = None
         self._samplers: dict[str, SegmentSampler] = {}
         self._losses: dict[str, DataParallelLoss] = {}
+
+    def begin_epoch(self) -> int:
+        epoch = super().begin_epoch()
+        self.pending.tags["precision"] = "bf16 autocast" if self.amp else "fp32"  # what run.amp resolved to here
+        return epoch
 
     def make_env(self, *, num_envs: int, done_on_life_loss: bool, seed: int) -> TorchAtariEnv:
         """The configured game on the run's device: the train env, or a test env (``evaluation.py``)."""
@@ -356,7 +364,7 @@ class AtariRun(TrainingRun):
         t = getattr(self.cfg, name).training
 
         def update(acc: MetricAccumulator) -> float:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.run.amp):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 loss, metrics = loss_fn()
             grad_norm = optimizer_step(model, self.optimizers[name], self.schedulers[name], loss, t.max_grad_norm)
             acc.add(metrics)

@@ -168,8 +168,9 @@ class MetricAccumulator:
 
 
 def progress(steps: int, desc: str) -> Iterator[int]:
-    """``range(steps)`` with a transient progress bar (none for zero steps)."""
-    return iter(tqdm(range(steps), desc=desc, leave=False, disable=steps == 0))
+    """``range(steps)`` with a transient progress bar (none for zero steps, nor when stderr is not a terminal:
+    a log file would fill with carriage-return frames)."""
+    return iter(tqdm(range(steps), desc=desc, leave=False, disable=True if steps == 0 else None))
 
 
 class TrainingRun(ABC):

@@ -125,30 +125,45 @@ def evaluate_in_catch(actor_critic: ActorCritic | None, episodes: int, seed: int
     return [float(r) for r in returns[:episodes]]
 
 
-def train_in_scripted_catch(cfg: CheckConfig, progress: Callable[[dict], None] | None = None) -> CheckResult:
+def make_actor_critic(cfg: CheckConfig) -> ActorCritic:
+    """The check's actor-critic, seeded with ``cfg.seed`` (so a second code can start from the same weights)."""
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
-    ac = ActorCritic(
+    return ActorCritic(
         ActorCriticConfig(num_actions=3, channels=tuple(cfg.channels), down=tuple(cfg.down), lstm_dim=cfg.lstm_dim, img_size=cfg.size)
-    ).to(device)
-    opt = make_optimizer(ac, lr=cfg.lr, weight_decay=0.0, eps=1e-8)
-    sched = make_warmup_scheduler(opt, cfg.warmup_steps)
-    env = ScriptedCatchWorldModelEnv(
+    ).to(torch.device(cfg.device))
+
+
+def make_scripted_env(cfg: CheckConfig) -> ScriptedCatchWorldModelEnv:
+    return ScriptedCatchWorldModelEnv(
         num_envs=cfg.num_envs,
         horizon=cfg.horizon,
         size=cfg.size,
         columns=COLUMNS,
         drop_steps=DROP_STEPS,
         context_length=cfg.context_length,
-        device=device,
+        device=torch.device(cfg.device),
         seed=cfg.seed,
     )
-    loop = RolloutLoop(env, ac, epsilon=0.0)
+
+
+def run_check(
+    cfg: CheckConfig,
+    model: torch.nn.Module,
+    update_loss: Callable[[], tuple[torch.Tensor, dict[str, float]]],
+    policy: Callable[[], ActorCritic],
+    progress: Callable[[dict], None] | None = None,
+    on_update: Callable[[dict], None] | None = None,
+) -> CheckResult:
+    """The check's training loop: ``cfg.updates`` optimiser steps on ``update_loss()`` (which rolls out and
+    returns the loss and a metrics dict with ``imagined_reward_mean``), AdamW with warm-up and clipping, and
+    real-game evaluations of ``policy()`` every ``cfg.eval_every`` updates."""
+    opt = make_optimizer(model, lr=cfg.lr, weight_decay=0.0, eps=1e-8)
+    sched = make_warmup_scheduler(opt, cfg.warmup_steps)
     result = CheckResult(cfg)
     t0 = time.perf_counter()
 
     def evaluate(update: int) -> None:
-        returns = evaluate_in_catch(ac, cfg.eval_episodes, seed=cfg.seed * 1000 + update, size=cfg.size)
+        returns = evaluate_in_catch(policy(), cfg.eval_episodes, seed=cfg.seed * 1000 + update, size=cfg.size)
         recent = result.imagined_reward_per_step[-max(1, cfg.eval_every) :] or [float("nan")]
         row = {
             "update": update,
@@ -163,11 +178,23 @@ def train_in_scripted_catch(cfg: CheckConfig, progress: Callable[[dict], None] |
 
     evaluate(0)
     for u in range(1, cfg.updates + 1):
-        loss, metrics = loss_for(loop.run(cfg.horizon), cfg)
-        optimizer_step(ac, opt, sched, loss, cfg.max_grad_norm)
+        loss, metrics = update_loss()
+        optimizer_step(model, opt, sched, loss, cfg.max_grad_norm)
         result.imagined_reward_per_step.append(metrics["imagined_reward_mean"])
+        if on_update is not None:
+            on_update({"update": u, "loss_total": float(loss.detach()), **metrics})
         if (cfg.eval_every and u % cfg.eval_every == 0) or u == cfg.updates:
             if not result.evaluations or result.evaluations[-1]["update"] != u:
                 evaluate(u)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def train_in_scripted_catch(
+    cfg: CheckConfig,
+    progress: Callable[[dict], None] | None = None,
+    on_update: Callable[[dict], None] | None = None,
+) -> CheckResult:
+    ac = make_actor_critic(cfg)
+    loop = RolloutLoop(make_scripted_env(cfg), ac, epsilon=0.0)
+    return run_check(cfg, ac, lambda: loss_for(loop.run(cfg.horizon), cfg), lambda: ac, progress, on_update)

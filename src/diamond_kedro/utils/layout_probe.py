@@ -1,4 +1,4 @@
-"""Per-machine cache of measured kernel choices (today: the CPU convolution memory layout).
+"""Per-machine cache of measured kernel choices: the CPU convolution memory layout and the training precision.
 
 A choice is measured once per (CPU model, torch version, thread count, ISA limit) and kept in
 ``$XDG_CACHE_HOME/diamond_kedro/kernel_choices.json`` (``~/.cache`` by default; ``DIAMOND_CACHE_DIR``
@@ -48,6 +48,17 @@ def machine_key() -> str:
 
 def cached_choice(probe: Callable[[], dict[str, float]], name: str = "conv_layout") -> bool:
     """True when channels_last won ``probe`` (seconds per layout) on this machine; measured on first use."""
+    # channels_last must win by a margin: a tie is not worth losing the AdaGroupNorm fusion for
+    choice = cached_pick(name, probe, lambda t: "channels_last" if t["channels_last"] < 0.95 * t["contiguous"] else "contiguous")
+    return choice == "channels_last"
+
+
+def cached_pick(name: str, probe: Callable[[], dict[str, float]], decide: Callable[[dict[str, float]], str]) -> str:
+    """The option ``decide`` picks from ``probe()``'s seconds per option, measured once per machine key.
+
+    A cached entry is trusted only when its choice is one of the options its own timings name; anything
+    else (a hand-edited or truncated file) is measured over and rewritten.
+    """
     path, key = cache_file(), machine_key()
     try:
         cache = json.loads(path.read_text())
@@ -55,16 +66,18 @@ def cached_choice(probe: Callable[[], dict[str, float]], name: str = "conv_layou
             cache = {}
     except (OSError, ValueError):
         cache = {}
-    entry = cache.get(name, {}).get(key)
-    if isinstance(entry, dict) and entry.get("choice") in ("channels_last", "contiguous"):
-        return entry["choice"] == "channels_last"
+    section = cache.get(name)
+    if not isinstance(section, dict):
+        section = cache[name] = {}
+    entry = section.get(key)
+    if isinstance(entry, dict) and isinstance(entry.get("seconds"), dict) and entry.get("choice") in entry["seconds"]:
+        return entry["choice"]
     times = probe()
-    # channels_last must win by a margin: a tie is not worth losing the AdaGroupNorm fusion for
-    choice = "channels_last" if times["channels_last"] < 0.95 * times["contiguous"] else "contiguous"
-    cache.setdefault(name, {})[key] = {"choice": choice, "seconds": times}
+    choice = decide(times)
+    section[key] = {"choice": choice, "seconds": times}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(cache, indent=1))
     except OSError:
         pass  # a read-only home: the choice still holds for this process
-    return choice == "channels_last"
+    return choice
