@@ -93,27 +93,25 @@ def main() -> None:
         print("overhead = data + checkpoint + mlflow + time outside every phase, as a share of the epoch's wall time")
 
 
+def timed(fn, timers: dict[str, float], key: str):
+    """``fn`` wrapped so that its wall time adds up in ``timers[key]``."""
+
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timers[key] = timers.get(key, 0.0) + time.perf_counter() - t0
+
+    return wrapper
+
+
 def instrument(timers: dict[str, float]):
     """Time ``SegmentSampler.sample`` (into timers['data']) and ``AtariRun.commit`` (into timers['commit_s'])."""
     from diamond_kedro.replay.sampler import SegmentSampler
 
     sample, commit = SegmentSampler.sample, AtariRun.commit
-
-    def timed_sample(self):
-        t0 = time.perf_counter()
-        try:
-            return sample(self)
-        finally:
-            timers["data"] += time.perf_counter() - t0
-
-    def timed_commit(self):
-        t0 = time.perf_counter()
-        try:
-            return commit(self)
-        finally:
-            timers["commit_s"] = time.perf_counter() - t0
-
-    SegmentSampler.sample, AtariRun.commit = timed_sample, timed_commit
+    SegmentSampler.sample, AtariRun.commit = timed(sample, timers, "data"), timed(commit, timers, "commit_s")
 
     def restore() -> None:
         SegmentSampler.sample, AtariRun.commit = sample, commit
@@ -127,6 +125,7 @@ def mlflow_sink(tmp: Path, timers: dict[str, float]):
 
     from diamond_kedro.hooks import MlflowTrackingHook
     from diamond_kedro.pipelines.atari_epoch import create_pipeline
+    from diamond_kedro.reporting import add_sink, remove_sink
 
     hook = MlflowTrackingHook()
     conf = {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "artifact_location": str(tmp / "mlruns"),
@@ -134,20 +133,9 @@ def mlflow_sink(tmp: Path, timers: dict[str, float]):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     hook.after_context_created(SimpleNamespace(config_loader={"mlflow": conf}))
     hook.before_pipeline_run({}, create_pipeline(), None)
-    log = hook._log
-
-    def timed_log(report):
-        t0 = time.perf_counter()
-        try:
-            log(report)
-        finally:
-            timers["mlflow"] += time.perf_counter() - t0
-
-    from diamond_kedro.reporting import add_sink, remove_sink
-
-    remove_sink(log)
-    add_sink(timed_log)
-    hook._log = timed_log  # so that after_pipeline_run removes this sink
+    remove_sink(hook._log)
+    hook._log = timed(hook._log, timers, "mlflow")  # after_pipeline_run removes this sink
+    add_sink(hook._log)
     return hook
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def test_single_process_context_changes_nothing() -> None:
     sampler = Draws(4)
     assert not ctx.enabled and ctx.is_main and ctx.shard(sampler) is sampler
     assert ctx.broadcast({"a": 1}) == {"a": 1}
-    with ctx.main_first():
-        pass
+    ran = []
+    with ctx.main_first():  # one process: the body runs once, with no barrier to wait at
+        ran.append(ctx.is_main)
+    assert ran == [True]
     model = torch.nn.Linear(2, 1)
     model.compute_loss = lambda x: (model(x).sum(), {})
     loss, _ = ctx.loss(model)(torch.ones(3, 2))

@@ -96,7 +96,7 @@ def test_real_probe_times_both_precisions_even_from_inference_mode(tmp_path, mon
     monkeypatch.setattr(precision, "_memo", {})
     monkeypatch.setenv("DIAMOND_CONV_LAYOUT", "contiguous")  # no layout probe inside this one
     seen: list[torch.dtype] = []
-    real_network = __import__("diamond_kedro.models.blocks", fromlist=["probe_network"]).probe_network
+    from diamond_kedro.models.blocks import probe_network as real_network
 
     def spying_network(batch: int = 2):
         net, fwd_bwd = real_network(batch=1)
