@@ -90,12 +90,12 @@ def run(args: argparse.Namespace) -> dict:
             opt.step()
             opt.zero_grad()
 
-        return step, step
+        return step
 
     c = args.component
     if c == "denoiser_train":
         seq = L + 1 + cfg.denoiser.training.num_autoregressive_steps
-        step, warm = train_step(agent.denoiser, cfg.denoiser, _batch(Batch, torch, 32, seq, device))
+        step = train_step(agent.denoiser, cfg.denoiser, _batch(Batch, torch, 32, seq, device))
     elif c == "denoiser_sample":
         agent.denoiser.eval()
         sampler = DiffusionSampler(agent.denoiser, instantiate(cfg.world_model_env.diffusion_sampler))
@@ -104,10 +104,8 @@ def run(args: argparse.Namespace) -> dict:
         def step():
             with torch.no_grad():
                 sampler.sample(b.obs, b.act)
-
-        warm = step
     elif c == "rew_end_train":
-        step, warm = train_step(
+        step = train_step(
             agent.rew_end_model, cfg.rew_end_model, _batch(Batch, torch, 32, cfg.rew_end_model.training.seq_length, device)
         )
     elif c in ("imagination_step", "ac_update"):
@@ -133,32 +131,22 @@ def run(args: argparse.Namespace) -> dict:
             def step():
                 with torch.no_grad():
                     ac.env_loop.send(1)  # actor forward, world-model env step (3 Euler + rew/end), bootstrap
-
-            warm = step
         else:
             opt = configure_opt(ac, **cfg.actor_critic.optimizer)
-            horizon = loss_cfg.backup_every
 
-            def update(k: int):
-                loss_cfg.backup_every = k
+            def step():  # a whole update (horizon 15), in the warm-up too, as in our worker
                 loss, _ = ac()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(ac.parameters(), cfg.actor_critic.training.max_grad_norm)
                 opt.step()
                 opt.zero_grad()
 
-            def step():
-                update(horizon)
-
-            def warm():  # a short chunk warms every code path (backward included) at 2/15 of the cost
-                update(2)
-
         ac.train() if c == "ac_update" else ac.eval()
         with torch.no_grad():
             ac.env_loop.send(1)  # the first send resets the env (preload + reward/end burn-in): not timed
     else:
         raise ValueError(f"unknown component {c!r}")
-    return {"component": c, "who": "authors", "device": str(device), **measure(device, step, warm, args.warmup, args.steps)}
+    return {"component": c, "who": "authors", "device": str(device), **measure(device, step, args.warmup, args.steps, args.count_flops)}
 
 
 def main() -> None:
@@ -170,6 +158,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--preload", type=int, default=4)
+    p.add_argument("--count-flops", action="store_true")
     args = p.parse_args()
     print(json.dumps(run(args)))
 

@@ -77,10 +77,15 @@ def random_batch(n: int, seq_len: int, device: Any, random_rewards: bool = False
     return Batch.of(s["obs"], s["act"], s["rew"] if random_rewards else None).to(device)
 
 
-def measure(device: Any, step: Callable[[], None], warm: Callable[[], None], warmup: int, steps: int) -> dict[str, Any]:
-    """Wall and process-CPU seconds of ``steps`` calls of ``step`` after ``warmup`` calls of ``warm``,
-    with the system time and minor page faults of the timed steps alone (first-touch faults of the warm-up
-    are a one-off per process), and peak RSS and totals of the process."""
+def measure(device: Any, step: Callable[[], None], warmup: int, steps: int, count_flops: bool = False) -> dict[str, Any]:
+    """Wall and process-CPU seconds of ``steps`` calls of ``step`` after ``warmup`` untimed calls, with the
+    system time and minor page faults of the timed steps alone (first-touch faults of the warm-up are a
+    one-off per process: an epoch repeats each step hundreds of times), and peak RSS and totals of the process.
+
+    ``count_flops``: the first warm-up call (one extra call when ``warmup`` is 0) runs under torch's FLOP
+    counter, so the result carries ``flops_per_step`` (convolutions and matrix products, forward and
+    backward, as ``torch.utils.flop_counter`` counts them) and GFLOP/s can be set against the machine's
+    ceiling (``ceiling``)."""
     import torch
 
     cpu_times: list[float] = []
@@ -102,8 +107,17 @@ def measure(device: Any, step: Callable[[], None], warm: Callable[[], None], war
         faults.append(r1.ru_minflt - r0.ru_minflt)
         return dt
 
-    for _ in range(warmup):
-        timed(warm)
+    flops = None
+    if count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        flops = counter.get_total_flops()
+        warmup -= 1
+    for _ in range(max(warmup, 0)):
+        timed(step)
     for lst in (cpu_times, sys_times, faults):
         lst.clear()
     times = [timed(step) for _ in range(steps)]
@@ -123,7 +137,56 @@ def measure(device: Any, step: Callable[[], None], warm: Callable[[], None], war
         "user_s": usage.ru_utime,
         "sys_s": usage.ru_stime,
         "cpu_capability": _cpu_capability(),
+        "flops_per_step": flops,
     }
+
+
+def ceiling(device: Any, size: int = 4096, reps: int = 5) -> dict[str, float | None]:
+    """What this machine (at the ISA and thread count of this process) can compute at best, in GFLOP/s:
+    the best of ``reps`` square fp32 matrix products (MKL/cuBLAS run these near the hardware's peak, so no
+    model step can run faster per FLOP), the same in bf16 where the hardware has bf16 (else None), and the
+    model's densest layer alone: a 3×3 convolution 64→64 channels on 32×64×64, forward + backward, as
+    oneDNN/cuDNN run it in the faster memory layout (how far the convolution library is from the ceiling)."""
+    import torch
+
+    def best(fn: Callable[[], Any], flops: float) -> float:
+        fn()
+        ts = []
+        for _ in range(reps):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            ts.append(time.perf_counter() - t0)
+        return flops / min(ts) / 1e9
+
+    from diamond_kedro.utils.precision import cpu_has_native_bf16
+
+    out: dict[str, float | None] = {"matmul_bf16": None}
+    # bf16 only where it is computed natively (CUDA, or oneDNN's bf16 kernels): emulated, a 4096² product
+    # takes minutes, and no run picks bf16 there (run.amp: auto)
+    dtypes = [("matmul_fp32", torch.float32)]
+    if device.type == "cuda" or cpu_has_native_bf16():
+        dtypes.append(("matmul_bf16", torch.bfloat16))
+    for name, dtype in dtypes:
+        a = torch.randn(size, size, device=device, dtype=dtype)
+        b = torch.randn(size, size, device=device, dtype=dtype)
+        out[name] = best(lambda: torch.mm(a, b), 2 * size**3)
+        del a, b
+    conv_flops = 3 * 2 * 32 * 64 * 64 * 64 * 64 * 9  # forward, grad of the input, grad of the weight
+    out["conv3x3_fp32"] = 0.0
+    for layout in (torch.contiguous_format, torch.channels_last):  # the faster layout, as a run probes for
+        x = torch.randn(32, 64, 64, 64, device=device).to(memory_format=layout).requires_grad_()
+        w = torch.randn(64, 64, 3, 3, device=device).to(memory_format=layout).requires_grad_()
+        g = torch.ones(32, 64, 64, 64, device=device).to(memory_format=layout)
+
+        def conv() -> None:
+            torch.nn.functional.conv2d(x, w, padding=1).backward(g)
+
+        out["conv3x3_fp32"] = max(out["conv3x3_fp32"], best(conv, conv_flops))
+    return out
 
 
 def _cpu_capability() -> str:
@@ -157,3 +220,22 @@ def run_json(cmd: list[str], isa: str, extra_env: dict[str, str] | None = None) 
         tail = "\n".join(out.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"worker failed (exit {out.returncode}): {' '.join(cmd)}\n{tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """``python _worker.py --ceiling [--device cpu|cuda] [--threads N]``: print ``ceiling`` as JSON (run by
+    bench_vs_authors.py in a fresh process, under the sitting's ISA limit)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--ceiling", action="store_true", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(json.dumps({"cpu_capability": _cpu_capability(), **ceiling(torch.device(args.device))}))
+
+
+if __name__ == "__main__":
+    main()

@@ -94,7 +94,7 @@ def _worker(args: argparse.Namespace) -> dict:
         "device": str(device),
         "threads": args.threads,
         "amp": amp,
-        **measure(device, step, step, args.warmup, args.steps),
+        **measure(device, step, args.warmup, args.steps, args.count_flops),
     }
 
 
@@ -127,6 +127,7 @@ def main() -> None:
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc malloc at its defaults")
     p.add_argument("--compare-malloc", action="store_true", help="run each component with and without tuning")
     add_amp_argument(p)
+    p.add_argument("--count-flops", action="store_true", help="count each step's FLOPs (on the first warm-up call)")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
 

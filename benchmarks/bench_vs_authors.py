@@ -28,6 +28,13 @@ else fp32; the table names the precision; ``--ours-amp off`` forces fp32, like f
 ``--isa avx2`` sets ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY / MKL_ENABLE_INSTRUCTIONS in both processes:
 a proxy for an AVX2-only machine, not a substitute for one. Per step it prints the median wall time,
 min–max, the system-time share and minor page faults of the timed steps, peak RSS, and authors/ours.
+
+Where the hardware's ceiling is: the sitting starts by timing, in a fresh process under the same ISA
+limit and threads, large matrix products (fp32 and bf16: what the machine computes at best) and the
+model's densest layer alone. In round 1 each side counts its step's FLOPs (torch's FLOP counter on the
+first warm-up call: equal counts show both do the same arithmetic), so the table gives each side's
+GFLOP/s and ``bound a/o``: the ratio ours would reach running every FLOP at the matrix-product ceiling.
+A target above that bound cannot be met by removing waste, only by less arithmetic or lower precision.
 """
 
 from __future__ import annotations
@@ -98,11 +105,11 @@ def find_tcmalloc(choice: str) -> str | None:
     return None
 
 
-def worker_commands(args: argparse.Namespace, step: str) -> tuple[list[str], list[str]]:
+def worker_commands(args: argparse.Namespace, step: str, count_flops: bool) -> tuple[list[str], list[str]]:
     steps = "1" if step in SLOW else str(args.steps)
     warmup = "1" if step in SLOW else str(args.warmup)
     common = ["--component", step, "--steps", steps, "--warmup", warmup, "--device", args.device,
-              "--threads", str(args.threads)]
+              "--threads", str(args.threads), *(["--count-flops"] if count_flops else [])]
     preload = ["--preload", "4"] if step in ("imagination_step", "ac_update") else []
     authors = [args.authors_python, str(HERE / "_authors_worker.py"), "--authors", str(args.authors), *common, *preload]
     ours = [sys.executable, str(HERE / OUR_SCRIPT[step]), "--_worker", *common, *preload, "--amp", args.ours_amp]
@@ -124,7 +131,21 @@ def summarise(runs: list[dict]) -> dict:
         "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
         "cpu_capability": runs[0].get("cpu_capability", "?"),
         "precision": "bf16" if runs[0].get("amp") else "fp32",
+        "flops_per_step": next((r["flops_per_step"] for r in runs if r.get("flops_per_step")), None),
     }
+
+
+def flop_columns(a: dict, o: dict, peak: dict) -> str:
+    """GFLOP per step (both codes count their own: equal counts say the same arithmetic is timed),
+    GFLOP/s reached by each, and the most authors/ours could be if ours ran every FLOP at this machine's
+    matrix-product ceiling in its precision: above it, no amount of waste removal helps."""
+    fa, fo = a["flops_per_step"], o["flops_per_step"]
+    if not fa or not fo:
+        return ""
+    ga, go = fa / a["median_s"] / 1e9, fo / o["median_s"] / 1e9
+    top = peak.get("matmul_bf16" if o["precision"] == "bf16" else "matmul_fp32")
+    bound = f"{a['median_s'] / (fo / 1e9 / top):9.2f}x" if top else f"{'?':>10s}"  # authors' time / ours' at the ceiling
+    return f"{fa / 1e9:7.0f}/{fo / 1e9:<7.0f} {ga:6.0f}/{go:<6.0f} {bound}"
 
 
 def main() -> None:
@@ -135,7 +156,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="authors-then-ours rounds per step, each in fresh processes")
     p.add_argument("--steps", type=int, default=2, help="timed steps per process (ac_update: always 1)")
     p.add_argument("--warmup", type=int, default=2,
-                   help="untimed steps first (ac_update: 1 short chunk): the heap reaches its steady size in the "
+                   help="untimed steps first (ac_update: always 1 whole update): the heap reaches its steady size in the "
                         "first two steps, later steps fault no new memory in (an epoch has 400 of them)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
@@ -144,6 +165,8 @@ def main() -> None:
     p.add_argument("--ours-amp", choices=["auto", "on", "off"], default="auto",
                    help="our precision: auto = what a run does by default (run.amp: auto, bf16 autocast only where "
                         "this machine has native bf16 and it pays); off = fp32 like the authors' code")
+    p.add_argument("--no-flops", action="store_true",
+                   help="skip counting FLOPs (it runs the first warm-up step of round 1 under torch's FLOP counter)")
     p.add_argument("--json", type=Path, help="write every figure to this file")
     args = p.parse_args()
     if not (args.authors / "src" / "agent.py").is_file():
@@ -159,12 +182,19 @@ def main() -> None:
     print(f"ours    : glibc malloc tuned at start (as every run does), precision --ours-amp {args.ours_amp} "
           "(the authors' code has no mixed precision: fp32)\n", flush=True)
 
-    results: dict[str, dict] = {}
     t_start = time.perf_counter()
+    ceiling_cmd = [sys.executable, str(HERE / "_worker.py"), "--ceiling", "--device", args.device, "--threads", str(args.threads)]
+    peak = run_json(ceiling_cmd, args.isa)
+    bf16 = f"{peak['matmul_bf16']:.0f} bf16" if peak["matmul_bf16"] else "no native bf16"
+    print(f"ceiling : {peak['matmul_fp32']:.0f} GFLOP/s fp32 and {bf16} (4096² matrix products), "
+          f"{peak['conv3x3_fp32']:.0f} fp32 for the model's densest layer alone (3×3 conv 64→64, 32×64×64, fwd+bwd); "
+          f"kernels {peak['cpu_capability'] if args.device == 'cpu' else args.device}\n", flush=True)
+
+    results: dict[str, dict] = {"ceiling": peak}
     for step in steps:
-        cmd_a, cmd_o = worker_commands(args, step)
         runs: dict[str, list[dict]] = {"authors": [], "ours": []}
         for r in range(args.rounds):
+            cmd_a, cmd_o = worker_commands(args, step, count_flops=r == 0 and not args.no_flops)
             for who, cmd, env in (("authors", cmd_a, authors_env), ("ours", cmd_o, {})):
                 load = os.getloadavg()[0]
                 res = run_json(cmd, args.isa, env)
@@ -176,15 +206,19 @@ def main() -> None:
         results[step]["raw"] = runs
 
     print(f"\n{'step':17s} {'authors (s)':>12s} {'min-max':>12s} {'ours (s)':>9s} {'min-max':>12s} "
-          f"{'authors/ours':>12s}  {'sys% a/o':>9s} {'minflt/step a/o':>17s} {'peak RSS GiB a/o':>17s}  ours: kernels, precision")
+          f"{'authors/ours':>12s}  {'sys% a/o':>9s} {'minflt/step a/o':>17s} {'peak RSS GiB a/o':>17s}  "
+          f"{'kernels, precision':20s} {'GFLOP a/o':>15s} {'GFLOP/s a/o':>13s} {'bound a/o':>10s}")
     for step in steps:
         a, o = results[step]["authors"], results[step]["ours"]
         print(
             f"{step:17s} {a['median_s']:12.2f} {a['min_s']:5.2f}-{a['max_s']:<6.2f} {o['median_s']:9.2f} "
             f"{o['min_s']:5.2f}-{o['max_s']:<6.2f} {a['median_s'] / o['median_s']:11.2f}x  "
             f"{100 * a['sys_share']:4.0f}/{100 * o['sys_share']:<4.0f} {a['minflt_per_step']:8.0f}/{o['minflt_per_step']:<8.0f} "
-            f"{a['peak_rss_gib']:8.1f}/{o['peak_rss_gib']:<8.1f}  {o['cpu_capability']}, {o['precision']}"
+            f"{a['peak_rss_gib']:8.1f}/{o['peak_rss_gib']:<8.1f}  {o['cpu_capability'] + ', ' + o['precision']:20s} "
+            + flop_columns(a, o, peak)
         )
+    print("\nbound a/o: the authors' time over the time ours would take running all its FLOPs at the matrix-product "
+          "ceiling in its precision — the most any code doing this arithmetic could reach here.")
     print(f"\n(median over {args.rounds} rounds; sitting took {(time.perf_counter() - t_start) / 60:.1f} min; "
           f"load averages per run are in --json)")
     if args.json:
