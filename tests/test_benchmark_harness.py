@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from _worker import measure  # noqa: E402
 from bench_vs_authors import flop_columns  # noqa: E402
+from bench_winograd import winograd_conv3x3  # noqa: E402
 
 
 def test_measure_counts_the_closed_form_flops_of_a_conv_step_and_runs_it_the_asked_number_of_times():
@@ -51,3 +52,11 @@ def test_flop_columns_bound_is_the_authors_time_over_ours_at_the_ceiling():
     assert flop_columns(a, {**o, "precision": "bf16"}, {"matmul_fp32": 150.0, "matmul_bf16": 600.0}).split()[-1] == "10.00x"
     # no count on one side (--no-flops): no columns rather than made-up ones
     assert flop_columns({**a, "flops_per_step": None}, o, {"matmul_fp32": 150.0}) == ""
+
+
+def test_winograd_conv_equals_the_direct_convolution():
+    # the prototype bench_winograd.py times must compute the same convolution, or its time says nothing
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 6, generator=g)
+    w = torch.randn(5, 3, 3, 3, generator=g)
+    torch.testing.assert_close(winograd_conv3x3(x, w), F.conv2d(x, w, padding=1), atol=1e-5, rtol=1e-5)
