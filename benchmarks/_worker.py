@@ -233,6 +233,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True  # as the timed steps run (setup): fp32 on CUDA means TF32
+    torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
     print(json.dumps({"cpu_capability": _cpu_capability(), **ceiling(torch.device(args.device))}))
 

@@ -30,8 +30,9 @@ a proxy for an AVX2-only machine, not a substitute for one. Per step it prints t
 min–max, the system-time share and minor page faults of the timed steps, peak RSS, and authors/ours.
 
 Where the hardware's ceiling is: the sitting starts by timing, in a fresh process under the same ISA
-limit and threads, large matrix products (fp32 and bf16: what the machine computes at best) and the
-model's densest layer alone. In round 1 each side counts its step's FLOPs (torch's FLOP counter on the
+limit and threads, large matrix products (fp32, and bf16 where the hardware has it: what the machine
+computes at best; on CUDA fp32 means TF32, as the timed steps run) and the model's densest layer
+alone. In round 1 each side counts its step's FLOPs (torch's FLOP counter on the
 first warm-up call: equal counts show both do the same arithmetic), so the table gives each side's
 GFLOP/s and ``bound a/o``: the ratio ours would reach running every FLOP at the matrix-product ceiling.
 A target above that bound cannot be met by removing waste, only by less arithmetic or lower precision.

@@ -41,10 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     exp = client.get_experiment_by_name(args.experiment)
     if exp is None:
         p.error(f"no MLflow experiment {args.experiment!r} in {args.tracking_uri}")
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`diamond.run_key` = '{args.run_key}'")
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`diamond.run_key` = '{args.run_key}'", order_by=["attributes.start_time DESC"]
+    )
     if not runs:
         p.error(f"no MLflow run tagged diamond.run_key={args.run_key!r} in {args.tracking_uri}")
-    run_id = runs[0].info.run_id
+    run_id = runs[0].info.run_id  # the same key in another run.root is another MLflow run: the newest wins
+    if len(runs) > 1:
+        print(f"{len(runs)} MLflow runs tagged {args.run_key}: plotting the newest, {run_id}")
     ret = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "test_dataset/return_mean"))
     if not ret:
         p.error(f"run {args.run_key} has no test_dataset/return_mean yet")
