@@ -141,6 +141,23 @@ def measure(device: Any, step: Callable[[], None], warmup: int, steps: int, coun
     }
 
 
+def best_time(fn: Callable[[], Any], reps: int, device: Any = None) -> float:
+    """The shortest of ``reps`` timed calls of ``fn`` after one untimed call (kernel choice, allocation),
+    synchronising a CUDA device around each."""
+    import torch
+
+    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
+    fn()
+    times = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def ceiling(device: Any, size: int = 4096, reps: int = 5) -> dict[str, float | None]:
     """What this machine (at the ISA and thread count of this process) can compute at best, in GFLOP/s:
     the best of ``reps`` square fp32 matrix products (MKL/cuBLAS run these near the hardware's peak, so no
@@ -150,17 +167,7 @@ def ceiling(device: Any, size: int = 4096, reps: int = 5) -> dict[str, float | N
     import torch
 
     def best(fn: Callable[[], Any], flops: float) -> float:
-        fn()
-        ts = []
-        for _ in range(reps):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t0)
-        return flops / min(ts) / 1e9
+        return flops / best_time(fn, reps, device) / 1e9
 
     from diamond_kedro.utils.precision import cpu_has_native_bf16
 

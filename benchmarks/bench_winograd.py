@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from _worker import ISA_ENV
+from _worker import ISA_ENV, best_time
 
 B_T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
 G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
@@ -57,19 +56,10 @@ def compare(threads: int, repeats: int) -> dict:
     ref = F.conv2d(x, w, padding=1)
     err = (winograd_conv3x3(x, w) - ref).abs().max().item()
 
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
     direct, wino = [], []
     for _ in range(2):  # alternately, so drift hits both
-        direct.append(best(lambda: F.conv2d(x, w, padding=1)))
-        wino.append(best(lambda: winograd_conv3x3(x, w)))
+        direct.append(best_time(lambda: F.conv2d(x, w, padding=1), repeats))
+        wino.append(best_time(lambda: winograd_conv3x3(x, w), repeats))
     flops = 2 * 32 * 64 * 64 * 64 * 64 * 9
     return {
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
