@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from diamond_kedro.errors import UserError
+
 PositiveInt = Field(gt=0)
 
 
@@ -217,7 +219,7 @@ class DiamondConfig(_Strict):
         return self
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A parameter is missing or out of range; the message names each offending parameter."""
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from diamond_kedro.config import DenoiserModelConfig, _Strict, check_device
+from diamond_kedro.errors import UserError
 
 
 class CsgoDataConfig(_Strict):
@@ -163,7 +164,7 @@ class CsgoConfig(_Strict):
         return self.evaluate.video_fps
 
 
-class CsgoConfigError(ValueError):
+class CsgoConfigError(UserError, ValueError):
     """A ``csgo`` parameter is missing or out of range; the message names each offending parameter."""
 
 

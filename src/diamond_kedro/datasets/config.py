@@ -25,6 +25,7 @@ from diamond_kedro.csgo.config import (
     CsgoSigmaDistributionConfig,
     CsgoTrainingConfig,
 )
+from diamond_kedro.errors import UserError
 
 PARAMS_KEY = "static_world_model"
 
@@ -156,7 +157,7 @@ class StaticWorldModelConfig(_Strict):
         return self.evaluate.video_fps or self.dataset.fps
 
 
-class StaticWorldModelConfigError(ValueError):
+class StaticWorldModelConfigError(UserError, ValueError):
     """A ``static_world_model`` parameter is missing or out of range; the message names each one."""
 
 

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from diamond_kedro.replay.store import EpisodeChunk, ReplayStore
 from diamond_kedro.utils.atomic import atomic_write_text
+from diamond_kedro.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ ACTION_KINDS = ("discrete", "multi_hot", "continuous")
 _RESIZE_BATCH = 200  # frames per bicubic call: bounds the float32 copy to ~100 MB at 150x280
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A source file is not as expected (corrupt, missing rows, wrong width...); the message names it."""
 
 

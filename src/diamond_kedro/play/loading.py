@@ -24,12 +24,13 @@ import torch
 from diamond_kedro.envs.atari import ATARI_100K_GAMES, resolve_game
 from diamond_kedro.models.agent import Agent, load_authors_checkpoint, load_checkpoint, load_state_dict_strict
 from diamond_kedro.models.denoiser import Denoiser
+from diamond_kedro.errors import UserError
 
 MLFLOW_MODEL_PREFIX = "diamond-"  # registered model names: diamond-<Game>, diamond-csgo
 _RUN_FOLDER = re.compile(r"^(?P<game>[A-Za-z]+)_seed(?P<seed>-?\d+)_(?P<name>.+)$")
 
 
-class PlayError(ValueError):
+class PlayError(UserError, ValueError):
     """Bad input to ``play``: the CLI prints the message as one line (no traceback)."""
 
 

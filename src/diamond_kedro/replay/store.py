@@ -45,6 +45,8 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
+from diamond_kedro.errors import UserError
+
 MANIFEST_NAME = "manifest.json"
 EPISODES_DIR = "episodes"
 TMP_SUFFIX = ".tmp"  # DVC / git should ignore "*.tmp"
@@ -58,7 +60,7 @@ _CHUNK_FILE_RE = re.compile(r"^chunk_(\d{4})\.arrow$")
 _MULTI_HOT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 
 
-class ReplayStoreError(ValueError):
+class ReplayStoreError(UserError, ValueError):
     """Base class of the store's errors (a ValueError: it is always about bad input/data)."""
 
 

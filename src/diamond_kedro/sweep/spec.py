@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from diamond_kedro.utils.atomic import atomic_write_text
+from diamond_kedro.errors import UserError
 
 ATARI_100K = "atari100k"
 STATES = ("pending", "running", "done", "failed")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """Bad sweep input; the CLI prints its message as one line."""
 
 

@@ -37,6 +37,7 @@ from diamond_kedro.models.unet import InnerModelConfig
 from diamond_kedro.reporting import EpochReport, emit, flatten
 from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler
 from diamond_kedro.utils.atomic import atomic_torch_save, atomic_write_text
+from diamond_kedro.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class BaseRunPaths:
         return self.root / ".run_is_over"
 
 
-class RunIsOver(RuntimeError):
+class RunIsOver(UserError, RuntimeError):
     """Raised by ``begin_epoch`` when every epoch of the run is committed."""
 
 
