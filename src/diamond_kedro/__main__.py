@@ -14,6 +14,7 @@ from typing import Any
 SUBCOMMANDS = {
     "play": "diamond_kedro.play.cli",
     "sweep": "diamond_kedro.sweep.cli",
+    "convert-run": "diamond_kedro.convert_run",  # old pickled state.pt -> data-only (once, when asked)
 }
 
 

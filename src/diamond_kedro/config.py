@@ -7,6 +7,7 @@ message that names the parameter, e.g. ``denoiser.training.lr: Input should be g
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,20 @@ class _Strict(BaseModel):
 def check_device(v: str) -> str:
     if v != "auto" and not (v == "cpu" or v.startswith("cuda") or v == "mps"):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {v!r}")
+    return v
+
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_run_name(v: str) -> str:
+    """``run.name`` names a folder under ``run.root`` and an MLflow run: letters, digits, '.', '_', '-' only
+    (no '/', '..' or whitespace, which would escape ``run.root``; no quote, which breaks MLflow's filters)."""
+    if not _RUN_NAME.match(v) or ".." in v or len(v) > 100:
+        raise ValueError(
+            f"must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' "
+            f"(it names the run's folder and MLflow run)"
+        )
     return v
 
 
@@ -44,6 +59,11 @@ class RunConfig(_Strict):
     @classmethod
     def _device(cls, v: str) -> str:
         return check_device(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_run_name(v)
 
 
 class EnvConfig(_Strict):

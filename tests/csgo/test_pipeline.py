@@ -11,6 +11,7 @@ import torch
 from tests.pipelines.conftest import kedro_run
 
 from .synthetic import published_layout_project
+from diamond_kedro.utils.state_file import load_state_file
 
 RUN = Path("data/runs/csgo_ci")
 T = 12
@@ -26,7 +27,7 @@ def test_ingest_then_two_epochs_log_to_one_mlflow_run(tmp_path: Path) -> None:
 
     kedro_run(project, "--pipeline=csgo", "--env=ci")
     kedro_run(project, "--pipeline=csgo", "--env=ci")
-    state = torch.load(project / RUN / "checkpoints/state.pt", map_location="cpu", weights_only=False)
+    state = load_state_file(project / RUN / "checkpoints/state.pt")
     assert state["counters"]["epoch"] == 2
     # ci: 2 optimiser steps per epoch per model
     assert state["counters"]["num_batch_train"] == {"denoiser": 4, "upsampler": 4}

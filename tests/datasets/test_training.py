@@ -19,6 +19,7 @@ from tests.csgo.synthetic import make_tar, write_hdf5
 from tests.profiles import profile_parameters
 
 from .synthetic import make_minari, write_video
+from diamond_kedro.utils.state_file import load_state_file
 
 
 def merged(section: str) -> dict:
@@ -61,7 +62,7 @@ def test_video_discrete_without_upsampler(tmp_path: Path) -> None:
     for k in ("psnr_h1", "psnr_copy_last_h1", "ssim_h3", "ssim_copy_last_h3"):
         assert np.isfinite(metrics[f"fidelity/{k}"]), k
     assert (tmp_path / "runs/vid_ci/media/imagination_epoch_00001.mp4").is_file()
-    state = torch.load(tmp_path / "runs/vid_ci/checkpoints/state.pt", map_location="cpu", weights_only=False)
+    state = load_state_file(tmp_path / "runs/vid_ci/checkpoints/state.pt")
     assert state["action"] == {"kind": "discrete", "dim": 4} and set(state["models"]) == {"denoiser"}
     again = StaticWorldModelRun.open(cfg)  # resumes
     assert again.counters.epoch == 1 and again.counters.num_batch_train == {"denoiser": 2}

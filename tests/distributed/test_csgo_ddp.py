@@ -13,6 +13,7 @@ import torch
 from ..csgo.synthetic import published_layout_project
 from ..isolation import loopback_only
 from ..pipelines.conftest import BIN, kedro_run, project_env
+from diamond_kedro.utils.state_file import load_state_file
 
 T = 12
 
@@ -32,7 +33,7 @@ def test_csgo_epochs_under_torchrun(tmp_path: Path) -> None:
     # one epoch of 2 optimiser steps per model, each of 2 accumulated micro-batches of 2 (1 row per rank)
     proc = _torchrun(project, "csgo.upsampler.training.batch_size=2,csgo.run.num_epochs=1,csgo.evaluate.every=1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    state = torch.load(project / "data/runs/csgo_ci/checkpoints/state.pt", map_location="cpu", weights_only=False)
+    state = load_state_file(project / "data/runs/csgo_ci/checkpoints/state.pt")
     assert state["counters"]["epoch"] == 1
     assert state["counters"]["num_batch_train"] == {"denoiser": 2, "upsampler": 2}
     assert json.loads((project / "data/runs/csgo_ci/metrics.json").read_text())["epoch"] == 1

@@ -23,6 +23,7 @@ from diamond_kedro.training.run import AtariRun
 
 from ..profiles import profile_parameters
 from ..isolation import loopback_only
+from diamond_kedro.utils.state_file import load_state_file
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 BIN = Path(sys.executable).parent
@@ -62,7 +63,7 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(tmp_path: P
     run.commit()
     run.close()
     root = tmp_path / "Breakout_seed0_ci"
-    initial = torch.load(root / "checkpoints" / "state.pt", weights_only=False)["agent"]
+    initial = load_state_file(root / "checkpoints" / "state.pt")["agent"]
 
     single = _train([str(BIN / "python")], root, tmp_path / "single.pt", 4)
     ddp = _train(loopback_only([str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2"]), root,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from diamond_kedro.envs.atari import make_atari_env
 from diamond_kedro.envs.collector import Collector, minority_reward_count
 from diamond_kedro.replay.store import ReplayStore
+from diamond_kedro.utils.state_file import load_state_file, save_state_file
 
 torch.set_num_threads(1)
 
@@ -237,12 +237,10 @@ def test_state_dict_resume_in_fresh_objects_equals_uninterrupted_run(tmp_path):
 
     a = new(tmp_path / "run")
     a.collect(num_steps=15)
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)  # what the pipeline checkpoints
+    save_state_file(a.state_dict(), tmp_path / "state.pt")  # what the pipeline checkpoints (data only)
     del a  # "process killed"
-    buf.seek(0)
     b = new(tmp_path / "run", seed=123)  # different seeds: everything must come from the state
-    b.load_state_dict(torch.load(buf, weights_only=False))
+    b.load_state_dict(load_state_file(tmp_path / "state.pt"))
     assert b.episode_ids == [0]
     b.collect(num_steps=45, epoch=1)
 

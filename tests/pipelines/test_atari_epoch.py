@@ -15,12 +15,13 @@ import torch
 from diamond_kedro.replay.store import ReplayStore
 
 from .conftest import BIN, kedro_run, project_env
+from diamond_kedro.utils.state_file import load_state_file
 
 RUN = Path("data/runs/Breakout_seed0_ci")
 
 
 def _state(project: Path) -> dict:
-    return torch.load(project / RUN / "checkpoints" / "state.pt", map_location="cpu", weights_only=False)
+    return load_state_file(project / RUN / "checkpoints" / "state.pt")
 
 
 def _metric_history(project: Path, key: str) -> list[tuple[int, float]]:
@@ -111,13 +112,12 @@ def test_namespaced_copies_train_several_games_each_in_its_own_run(project: Path
     for r in runs:
         game = r.info.run_name.split("_")[0]
         assert r.data.params["env.game"] == game
-        state = torch.load(project / "data" / "runs" / r.info.run_name / "checkpoints" / "state.pt",
-                           map_location="cpu", weights_only=False)
+        state = load_state_file(project / "data" / "runs" / r.info.run_name / "checkpoints" / "state.pt")
         assert state["counters"]["epoch"] == 1
         steps = ReplayStore(project / "data" / "runs" / r.info.run_name / "replay" / "train").num_steps
         assert [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "env_steps")] == [(1, steps)]
     # Pong has 6 actions, Breakout 4: each run built its models for its own game
-    pong = torch.load(project / "data/runs/Pong_seed0_ci/checkpoints/state.pt", map_location="cpu", weights_only=False)
+    pong = load_state_file(project / "data/runs/Pong_seed0_ci/checkpoints/state.pt")
     assert pong["num_actions"] == 6
 
 

@@ -61,6 +61,7 @@ def csgo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from diamond_kedro.csgo.config import parse_csgo_config
     from diamond_kedro.replay.store import EpisodeChunk, ReplayStore
     from diamond_kedro.training.csgo_run import STATE_FORMAT, build_models
+    from diamond_kedro.utils.state_file import save_state_file
 
     base = tmp_path_factory.mktemp("csgo")
     data = base / "data"
@@ -73,7 +74,7 @@ def csgo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (root / "checkpoints").mkdir(parents=True)
     state = {"format": STATE_FORMAT, "version": 1, "config": cfg.model_dump(), "counters": {"epoch": 1},
              "models": {k: m.state_dict() for k, m in models.items()}}
-    torch.save(state, root / "checkpoints" / "state.pt")
+    save_state_file(state, root / "checkpoints" / "state.pt")
     rng = np.random.default_rng(0)
     for res, (h, w) in (("low_res", (30, 56)), ("full_res", (150, 280))):
         store = ReplayStore(data / res / "test", fsync=False)

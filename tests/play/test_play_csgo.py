@@ -16,6 +16,7 @@ from diamond_kedro.play.cli import main
 from diamond_kedro.play.csgo import CsgoPlay, dataset_contexts, spawn_contexts
 from diamond_kedro.play.keymaps import csgo_script_action
 from diamond_kedro.play.loading import load_csgo_source
+from diamond_kedro.utils.state_file import save_state_file
 
 
 def session(csgo_run: tuple[Path, Path], **kw) -> CsgoPlay:
@@ -129,7 +130,7 @@ def test_bad_input_fails_with_one_line(csgo_run: tuple[Path, Path], atari_run: P
     assert "has no checkpoints/state.pt" in one_error_line(capsys, ["csgo", "--run", str(atari_run), *head])
     atari_state = tmp_path / "Breakout_seed0_x" / "checkpoints" / "state.pt"
     atari_state.parent.mkdir(parents=True)
-    torch.save({"format": 1, "agent": {}, "num_actions": 4}, atari_state)
+    save_state_file({"format": 1, "agent": {}, "num_actions": 4}, atari_state)
     assert "is an Atari run" in one_error_line(capsys, ["csgo", "--run", str(atari_state.parents[1]), *head])
     agent_file = atari_run / "checkpoints" / "agent_versions" / "agent_epoch_00001.pt"
     assert "is an Atari agent" in one_error_line(capsys, ["csgo", "--checkpoint", str(agent_file), *head])

@@ -23,6 +23,7 @@ from diamond_kedro.sweep.cli import main as sweep_main
 
 from ..isolation import loopback_only
 from ..pipelines.conftest import BIN, copy_project, project_env
+from diamond_kedro.utils.state_file import load_state_file
 
 SHORT = "env.max_num_frames_per_episode=400,evaluate.every=100"
 
@@ -49,7 +50,7 @@ def _history(client: mlflow.MlflowClient, run_id: str, key: str) -> list[tuple[i
 def _check_run(project: Path, key: str) -> None:
     """The run finished with exactly the ci budget of env steps, each once."""
     run = project / "data" / "runs" / key
-    state = torch.load(run / "checkpoints" / "state.pt", map_location="cpu", weights_only=False)
+    state = load_state_file(run / "checkpoints" / "state.pt")
     store = ReplayStore(run / "replay" / "train")
     assert state["counters"]["epoch"] == 3 and (run / ".run_is_over").exists()
     assert store.num_steps == 300 == state["counters"]["env_steps"] == int(store.lengths.sum())
@@ -73,8 +74,7 @@ def _kill_mid_epoch(proc: subprocess.Popen, project: Path, key: str, log: Path) 
         logs = "\n".join(p.read_text()[-3000:] for p in (project / "data" / "sweeps" / "ci" / "logs").glob("*.log"))
         raise AssertionError(f"epoch 2 of {key} never started; cell logs:\n{logs}")
     os.kill(status["pid"], signal.SIGKILL)
-    state = torch.load(project / "data" / "runs" / key / "checkpoints" / "state.pt", map_location="cpu",
-                       weights_only=False)
+    state = load_state_file(project / "data" / "runs" / key / "checkpoints" / "state.pt")
     assert state["counters"]["epoch"] == 1  # killed mid-epoch: epoch 2 was not committed
 
 

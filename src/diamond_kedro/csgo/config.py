@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from diamond_kedro.config import DenoiserModelConfig, _Strict, check_device
+from diamond_kedro.config import DenoiserModelConfig, _Strict, check_device, check_run_name
 from diamond_kedro.errors import UserError
 
 
@@ -50,6 +50,11 @@ class CsgoRunConfig(_Strict):
     @classmethod
     def _device(cls, v: str) -> str:
         return check_device(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_run_name(v)
 
 
 class CsgoModelConfig(DenoiserModelConfig):

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from diamond_kedro.replay.store import EpisodeChunk, ReplayStore
 from diamond_kedro.utils.atomic import atomic_write_text
 from diamond_kedro.errors import UserError
+from diamond_kedro.utils.run_lock import FolderLock
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,15 @@ class IngestSummary:
     action: dict[str, Any] = field(default_factory=dict)
 
 
-def write_dataset(
+def write_dataset(source: Source, out_dir: str | Path, *args: Any, **kwargs: Any) -> IngestSummary:
+    """Ingest (or resume ingesting) every unit of ``source`` into ``out_dir`` (module docstring), as the
+    folder's one writer: its lock (``utils.run_lock``) is taken before the index or a store is read or
+    repaired, so a second ingest into the same folder fails at once naming the holder."""
+    with FolderLock(Path(out_dir), "dataset"):
+        return _write_dataset(source, out_dir, *args, **kwargs)
+
+
+def _write_dataset(
     source: Source,
     out_dir: str | Path,
     frame_size: tuple[int, int],

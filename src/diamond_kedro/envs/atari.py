@@ -24,7 +24,6 @@ With the paper's single collection env the gymnasium path is the faster one anyw
 
 from __future__ import annotations
 
-import pickle
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -238,7 +237,8 @@ class AtariPreprocessing(gym.Wrapper):
         numpy RNG that draws the no-op counts of future resets.
         """
         return {
-            "ale_state": pickle.dumps(self.ale.cloneState(include_rng=True)),
+            # the bytes ale-py serialises the state to (data: never unpickled on resume)
+            "ale_state": self.ale.cloneState(include_rng=True).serialize(),
             "lives": self.lives,
             "game_over": self.game_over,
             "buffers": self._buffers.copy(),
@@ -247,7 +247,7 @@ class AtariPreprocessing(gym.Wrapper):
 
     @emulator_state.setter
     def emulator_state(self, state: dict[str, Any]) -> None:
-        self.ale.restoreState(pickle.loads(state["ale_state"]))
+        self.ale.restoreState(ale_py.ALEState(bytes(state["ale_state"])))
         self.lives = int(state["lives"])
         self.game_over = bool(state["game_over"])
         self._buffers[...] = state["buffers"]

@@ -25,6 +25,7 @@ from diamond_kedro.envs.atari import ATARI_100K_GAMES, resolve_game
 from diamond_kedro.models.agent import Agent, load_authors_checkpoint, load_checkpoint, load_state_dict_strict
 from diamond_kedro.models.denoiser import Denoiser
 from diamond_kedro.errors import UserError
+from diamond_kedro.utils.state_file import StateFileError, load_state_file
 
 MLFLOW_MODEL_PREFIX = "diamond-"  # registered model names: diamond-<Game>, diamond-csgo
 _RUN_FOLDER = re.compile(r"^(?P<game>[A-Za-z]+)_seed(?P<seed>-?\d+)_(?P<name>.+)$")
@@ -49,14 +50,20 @@ def game_name(game: str) -> str:
 
 
 def _torch_load(path: Path, what: str, run_state: bool = False) -> Any:
-    """Agent and model files load with ``weights_only`` (tensors and containers, nothing executable); only
-    a run's own ``state.pt`` (optimisers, RNG states, the collector's emulator state) needs full unpickling."""
+    """Every file loads as data only: agent and model files with ``weights_only`` (tensors and containers,
+    nothing executable), a run's ``state.pt`` through ``utils.state_file`` (the same restricted unpickler;
+    an old pickled state is refused with the command that converts it)."""
     if not path.exists():
         raise PlayError(f"{what} {path} does not exist")
     if not path.is_file():
         raise PlayError(f"{what} {path} is not a file")
+    if run_state:
+        try:
+            return load_state_file(path)
+        except StateFileError as exc:
+            raise PlayError(_first_line(exc)) from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=not run_state)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise PlayError(f"cannot read {what} {path}: {_first_line(exc)}") from None
 

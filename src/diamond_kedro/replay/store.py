@@ -454,7 +454,7 @@ class ReplayStore:
         if not self.root.exists():
             if not create:
                 raise FileNotFoundError(f"replay store folder {self.root} does not exist")
-            self.root.mkdir(parents=True)
+            self.root.mkdir(parents=True, exist_ok=True)  # another process may create it at the same moment
         elif not self.root.is_dir():
             raise ReplayStoreError(f"replay store path {self.root} is not a folder")
         self._load(repair=repair)

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local cluster (default: all)")
     p.add_argument("--no-report", action="store_true", help="do not run the report pipeline at the end")
     p.add_argument("--status", action="store_true", help="print the table of an existing sweep and exit")
+    p.add_argument("--adopt", action="store_true",
+                   help="let the sweep continue run folders of the same key that it did not start itself")
     p.add_argument("--project-dir", default=None, help="the project folder (default: the current one)")
     return p
 
@@ -201,7 +203,62 @@ def prepare_mlflow(sweep: Sweep) -> None:
 
 
 def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
+    """Drive the sweep as its one driver: the sweep folder's lock (``utils.run_lock``) is held from before
+    the first status is read until the end, so a second driver fails at once, naming this one, instead of
+    resetting its running cells."""
+    from diamond_kedro.utils.run_lock import FolderBusy, FolderLock
+
+    try:
+        lock = FolderLock(sweep.folder, "sweep").acquire()
+    except FolderBusy as exc:
+        raise SweepError(str(exc)) from None
+    try:
+        return _run_sweep(sweep, args)
+    finally:
+        lock.release()
+
+
+def foreign_runs(sweep: Sweep) -> list[Path]:
+    """Run folders of this sweep's cells that the sweep never started: a run of the same key made by hand
+    (or by another sweep of the same name elsewhere). A cell the sweep started has a status written by its
+    task (``attempt`` >= 1) before the task touched the run folder."""
+    out = []
+    for game, seed in sweep.cells:
+        run = sweep.run_folder(game, seed)
+        status = read_status(sweep.status_path(game, seed))
+        if run.is_dir() and any(run.iterdir()) and (status is None or status.attempt < 1):
+            out.append(run)
+    return out
+
+
+def live_statuses(sweep: Sweep) -> list[CellStatus]:
+    """The cells' statuses, with "running" replaced by "stale" where nothing runs them any more: no driver
+    holds the sweep's lock, or the cell's worker was on this host and its pid is gone."""
+    import socket
+
+    from diamond_kedro.utils.run_lock import is_locked, pid_alive
+
+    statuses = sweep.statuses()
+    driver_alive = is_locked(sweep.folder)
+    for s in statuses:
+        if s.state != "running":
+            continue
+        worker_gone = s.host == socket.gethostname() and s.pid > 0 and not pid_alive(s.pid)
+        if not driver_alive or worker_gone:
+            s.state = "stale"
+            s.error = "left running by a driver that is gone" if not driver_alive else f"worker pid {s.pid} is gone"
+    return statuses
+
+
+def _run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     from diamond_kedro.sweep.task import train_cell
+
+    foreign = foreign_runs(sweep)
+    if foreign and not getattr(args, "adopt", False):
+        raise SweepError(
+            f"{len(foreign)} run folder(s) of this sweep's cells were not started by it, e.g. {foreign[0]}: "
+            f"pass --adopt to continue them in the sweep, or choose another --name"
+        )
 
     previous = Sweep.load(sweep.folder) if (sweep.folder / "sweep.json").is_file() else None
     if previous is not None:  # the same sweep again, maybe with more games or seeds: keep all cells
@@ -274,7 +331,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.status:
             sweep = Sweep.load(resolve_sweep(args, need_cells=False).folder)
-            print(format_table(sweep.statuses()))
+            print(format_table(live_statuses(sweep)))
             return 0
         if not args.games or not args.seeds:
             raise SweepError("--games and --seeds are required (or --status)")

@@ -24,7 +24,7 @@ from diamond_kedro.utils.atomic import atomic_write_text
 from diamond_kedro.errors import UserError
 
 ATARI_100K = "atari100k"
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "stale", "done", "failed")  # stale: "running" left by a dead driver (--status)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -213,7 +213,7 @@ def format_table(statuses: list[CellStatus]) -> str:
         epoch = f"{s.epoch}/{s.total_epochs}" if s.total_epochs else str(s.epoch)
         ret = "-" if s.latest_return is None else f"{s.latest_return:.1f}" + (" (final)" if s.return_source == "final_return_mean" else "")
         state = s.state + (f" (attempt {s.attempt})" if s.attempt > 1 and s.state == "running" else "")
-        if s.state == "failed" and s.error:
+        if s.state in ("failed", "stale") and s.error:
             state += f": {s.error[:60]}"
         rows.append((s.game, str(s.seed), epoch, str(s.env_steps), ret, state))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

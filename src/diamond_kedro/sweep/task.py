@@ -45,10 +45,10 @@ def _progress(run: Path, status: CellStatus) -> None:
                 break
     state_path = run / "checkpoints" / "state.pt"
     if status.total_epochs is None and state_path.is_file():
-        import torch
+        from diamond_kedro.utils.state_file import load_state_file
 
-        # mmap: the counters only, without reading the models into memory
-        state = torch.load(state_path, map_location="cpu", mmap=True, weights_only=False)
+        # data only (an old pickled state raises its one-line error); mmap: the counters without the models
+        state = load_state_file(state_path, mmap=True)
         n = state["counters"].get("num_epochs_collect")
         if n is not None:
             status.total_epochs = int(n) + int(state["config"]["run"]["num_final_epochs"])
@@ -80,7 +80,12 @@ def train_cell(sweep: Sweep, game: str, seed: int, env_vars: dict[str, str]) -> 
     faulthandler.register(signal.SIGUSR1, file=handler.stream, all_threads=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     params = cell_params(sweep, game, seed)
+    lock = None
     try:
+        from diamond_kedro.utils.run_lock import RunLock
+
+        # the run folder stays this task's between its epochs' sessions (each session re-takes it: re-entrant)
+        lock = RunLock(run).acquire()
         while not (run / ".run_is_over").exists():
             with KedroSession.create(Path(sweep.project), env=sweep.env, runtime_params=params) as session:
                 logging.getLogger().addHandler(handler)  # after the session configured logging
@@ -97,6 +102,8 @@ def train_cell(sweep: Sweep, game: str, seed: int, env_vars: dict[str, str]) -> 
         status.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         raise
     finally:
+        if lock is not None:
+            lock.release()
         faulthandler.unregister(signal.SIGUSR1)
         handler.close()
         status.updated = time.time()

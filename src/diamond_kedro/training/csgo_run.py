@@ -136,6 +136,7 @@ class CsgoRun(TrainingRun):
     kind = "csgo"
     curve_keys = CURVE_KEYS
     over_error = CsgoRunIsOver
+    model_keys = ("data.frame_size", "data.low_res_size", "dataset.frame_size", "dataset.low_res_size")
     counters: CsgoCounters
 
     def __init__(self, cfg: CsgoConfig, root: Path | None = None) -> None:
@@ -211,10 +212,6 @@ class CsgoRun(TrainingRun):
             "action": self.action.to_dict(),
             "models": {k: m.state_dict() for k, m in self.models.items()},
         }
-
-    @property
-    def _state_map_location(self) -> torch.device:
-        return self.home
 
     def _check_state(self, state: Any, path: Path) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -439,4 +436,8 @@ StaticWorldModelRun = CsgoRun
 
 def run_csgo_epoch(cfg: CsgoConfig) -> EpochReport:
     """One whole epoch outside Kedro (notebooks, scripts)."""
-    return CsgoRun.open(cfg).run_epoch()
+    run = CsgoRun.open(cfg)
+    try:
+        return run.run_epoch()
+    finally:
+        run.close()

@@ -482,6 +482,7 @@ class AtariRun(TrainingRun):
 
     def close(self) -> None:
         self.train_env.close()
+        super().close()
 
 
 def run_epoch(cfg: DiamondConfig) -> EpochReport:

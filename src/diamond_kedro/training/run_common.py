@@ -36,7 +36,9 @@ from diamond_kedro.models.rew_end_model import classification_metrics as rew_end
 from diamond_kedro.models.unet import InnerModelConfig
 from diamond_kedro.reporting import EpochReport, emit, flatten
 from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler
-from diamond_kedro.utils.atomic import atomic_torch_save, atomic_write_text
+from diamond_kedro.utils.atomic import atomic_write_text
+from diamond_kedro.utils.run_lock import RunLock
+from diamond_kedro.utils.state_file import load_state_file, save_state_file
 from diamond_kedro.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,24 @@ class BaseRunPaths:
         return self.root / ".run_is_over"
 
 
+class ChangedModelParameters(UserError, ValueError):
+    """A run resumed with model-shape parameters other than those it was trained with."""
+
+
+# Parameters that may differ between the machines or sessions of one run without changing it.
+MACHINE_KEYS = frozenset({"run.root", "run.device", "run.num_threads", "run.tune_malloc"})
+
+
+def changed_parameters(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{flat key: (saved, now)}`` for every parameter that differs (machine-only keys aside)."""
+    a, b = flatten(saved), flatten(now)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if k not in MACHINE_KEYS and a.get(k) != b.get(k)}
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    return "; ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in changes.items())
+
+
 class RunIsOver(UserError, RuntimeError):
     """Raised by ``begin_epoch`` when every epoch of the run is committed."""
 
@@ -188,6 +208,9 @@ class TrainingRun(ABC):
     paths_cls: ClassVar[type[BaseRunPaths]] = BaseRunPaths
     over_error: ClassVar[type[RunIsOver]] = RunIsOver
 
+    # parameters that fix the models' shapes (or the data they model): a resume with other values is refused
+    model_keys: ClassVar[tuple[str, ...]] = ("env.game", "env.size")
+
     counters: Any
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
@@ -200,12 +223,18 @@ class TrainingRun(ABC):
             torch.set_num_threads(cfg.run.num_threads)
         # under torchrun each rank joins the process group and takes its own device (``distributed``)
         self.dist = distributed.setup(cfg.run.device)
+        # One writer per run folder (``utils.run_lock``), taken before anything reads, repairs or rolls back
+        # the folder (the subclasses open their replay stores after this). Under torchrun rank 0 alone is
+        # the writer (it alone repairs, rolls back and commits; ``open`` lets it go first): it holds the
+        # lock for the whole job, the other ranks only read what it wrote.
+        self._lock = RunLock(self.paths.root).acquire() if self.dist.is_main else None
         self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.run.device)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # spec §6.2: TF32 matmuls on
             torch.backends.cudnn.allow_tf32 = True
         seed_everything(cfg.run.seed)
         self.pending: EpochReport | None = None  # the epoch in progress
+        self.changed_params = ""  # set by a resume with other (non-model) parameters; tagged on the next epoch
         self._epoch_start = 0.0
 
     def _make_optimizers(self, models: dict[str, torch.nn.Module]) -> None:
@@ -264,12 +293,9 @@ class TrainingRun(ABC):
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng": self._rng_state(),
-            "report": self.pending,
+            # data only (``utils.state_file``): the report as a dict, rebuilt by ``_load_state``
+            "report": None if self.pending is None else asdict(self.pending),
         }
-
-    @property
-    def _state_map_location(self) -> torch.device:
-        return self.device
 
     @abstractmethod
     def _check_state(self, state: Any, path: Path) -> None:
@@ -281,19 +307,39 @@ class TrainingRun(ABC):
 
     def _load_state(self) -> None:
         path = self.paths.state
-        try:
-            state = torch.load(path, map_location=self._state_map_location, weights_only=False)
-        except Exception as exc:  # a torn file cannot happen with atomic writes; a foreign one can
-            raise ValueError(f"cannot read run state {path}: {exc}") from exc
+        # data only, and always to the CPU: the RNG states must be CPU byte tensors (``torch.set_rng_state``
+        # and ``torch.cuda.set_rng_state_all`` refuse CUDA ones); models and optimisers copy their tensors
+        # onto their own device in ``load_state_dict``. A pickled (old or crafted) file is refused unread.
+        state = load_state_file(path)
         self._check_state(state, path)
+        self._check_parameters(state.get("config") or {}, path)
         self._load_components(state, path)
         for k in self.optimizers:
             self.optimizers[k].load_state_dict(state["optimizers"][k])
             self.schedulers[k].load_state_dict(state["schedulers"][k])
         self.counters = type(self.counters)(**state["counters"])
         self._set_rng_state(state["rng"])
-        self.pending = state.get("report")
+        report = state.get("report")
+        self.pending = None if report is None else EpochReport(**report)
         log.info("Resumed %s at epoch %d%s", self.key, self.counters.epoch, self._progress_note())
+
+    def _is_model_key(self, key: str) -> bool:
+        return ".model." in f".{key}." or key in self.model_keys
+
+    def _check_parameters(self, saved: dict[str, Any], path: Path) -> None:
+        """Resuming with other parameters: model-shape ones refuse (the weights would not fit, or would
+        model something else); any other change continues, named in a warning and in a tag of the next
+        epoch's report (the run's MLflow parameters keep their first values)."""
+        changes = changed_parameters(saved, self.cfg.model_dump())
+        model = {k: v for k, v in changes.items() if self._is_model_key(k)}
+        if model:
+            raise ChangedModelParameters(
+                f"{path} does not match the configured models: model parameters changed since the run started: "
+                f"{describe_changes(model)}; restore them, or start a new run (another run.name)"
+            )
+        if changes:
+            self.changed_params = describe_changes(changes)
+            log.warning("Resuming %s with changed parameters: %s", self.key, self.changed_params)
 
     def _flush_unlogged_report(self) -> None:
         """A crash between ``commit``'s save and its emit leaves one report unlogged: send it now."""
@@ -340,6 +386,9 @@ class TrainingRun(ABC):
         self.pending = EpochReport(
             epoch=self.counters.epoch + 1, run_key=self.key, kind=self.kind, params=flatten(self.cfg.model_dump())
         )
+        if self.changed_params:  # once, on the first epoch after the resume that changed them
+            self.pending.tags["resumed_with_changed_params"] = self.changed_params[:4000]
+            self.changed_params = ""
         self._epoch_start = time.perf_counter()
         log.info("Epoch %d of %s", self.pending.epoch, self.key)
         return self.pending.epoch
@@ -393,7 +442,7 @@ class TrainingRun(ABC):
         self.counters.epoch = report.epoch
         if self.dist.is_main:  # under torchrun the other ranks hold the same models and write nothing
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save(self._state_dict(), self.paths.state)
+            save_state_file(self._state_dict(), self.paths.state)
             self._after_save(report)
             self._write_dvc_metrics(report)
             if self.is_over:
@@ -403,6 +452,11 @@ class TrainingRun(ABC):
         self.pending = None
         log.info("Epoch %d of %s committed in %.1f s%s", report.epoch, self.key, elapsed, self._progress_note())
         return report
+
+    def close(self) -> None:
+        """Give the run folder back (its lock); the object is not used after this."""
+        if self._lock is not None:
+            self._lock.release()
 
     def _after_save(self, report: EpochReport) -> None:
         """Files that follow ``state.pt`` at each commit (e.g. agent versions)."""

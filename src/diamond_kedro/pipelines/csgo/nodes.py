@@ -35,4 +35,7 @@ def evaluate_csgo(run: CsgoRun) -> CsgoRun:
 
 def commit_csgo_run(run: CsgoRun) -> dict[str, float]:
     """Write ``state.pt`` atomically, update the DVC metrics, send the epoch's report to MLflow."""
-    return dict(run.commit().metrics)
+    try:
+        return dict(run.commit().metrics)
+    finally:
+        run.close()  # the run folder's lock
