@@ -60,3 +60,20 @@ def test_missing_section_is_reported_without_dumping_the_parameters() -> None:
         parse_config(params)
     assert "rew_end_model: Field required" in str(err.value)
     assert len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("name", ["it's", "a/b", "../up", "..", " lead", "tab\there", "new\nline", "", "x" * 101])
+def test_run_name_that_would_escape_the_run_root_or_break_mlflow_is_refused(name: str) -> None:
+    params = profile_parameters("ci")
+    params["run"]["name"] = name
+    with pytest.raises(ConfigError, match=r"run\.name: .*letters, digits"):
+        parse_config(params)
+    params["run"]["name"] = "ok-name_1.2"
+    assert parse_config(params).run.name == "ok-name_1.2"
+
+
+def test_csgo_run_name_is_checked_the_same_way() -> None:
+    from diamond_kedro.csgo.config import parse_csgo_config
+
+    with pytest.raises(ValueError, match=r"run\.name"):
+        parse_csgo_config({**profile_parameters("ci")["csgo"], "run": {"name": "../x"}})

@@ -203,3 +203,33 @@ def test_resume_loads_to_the_cpu_whatever_the_run_device(one_epoch: Path, tmp_pa
         assert run.counters.epoch == 1
     finally:
         run.close()
+
+
+def test_resume_with_changed_parameters_names_them_and_refuses_model_shapes(
+        one_epoch: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from diamond_kedro.training.run_common import ChangedModelParameters
+
+    root = _copy(one_epoch, tmp_path)
+    params = _params(root)
+    lr = params["denoiser"]["training"]["lr"]
+    params["denoiser"]["training"]["lr"] = lr / 2
+    params["run"]["num_threads"] = 1  # a machine setting: not a change of the run
+    with caplog.at_level("WARNING", logger="diamond_kedro.training.run_common"):
+        run = AtariRun.open(parse_config(params))
+    try:
+        warned = " ".join(r.message for r in caplog.records)
+        assert f"denoiser.training.lr ({lr!r} -> {lr / 2!r})" in warned and "num_threads" not in warned
+        run.begin_epoch()  # the change travels with the next epoch's report (an MLflow tag)
+        assert run.pending.tags["resumed_with_changed_params"] == f"denoiser.training.lr ({lr!r} -> {lr / 2!r})"
+    finally:
+        run.close()
+
+    state = root / KEY / "checkpoints" / "state.pt"
+    before = state.read_bytes()
+    params = _params(root)
+    params["actor_critic"]["model"]["lstm_dim"] = 2 * params["actor_critic"]["model"]["lstm_dim"]
+    with pytest.raises(ChangedModelParameters) as err:
+        AtariRun.open(parse_config(params))
+    msg = str(err.value)
+    assert "\n" not in msg and "actor_critic.model.lstm_dim (16 -> 32)" in msg and str(state) in msg
+    assert state.read_bytes() == before
