@@ -206,11 +206,11 @@ def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
     """Drive the sweep as its one driver: the sweep folder's lock (``utils.run_lock``) is held from before
     the first status is read until the end, so a second driver fails at once, naming this one, instead of
     resetting its running cells."""
-    from diamond_kedro.utils.run_lock import FolderBusy, FolderLock
+    from diamond_kedro.utils.run_lock import FolderLock, FolderLockError
 
     try:
         lock = FolderLock(sweep.folder, "sweep").acquire()
-    except FolderBusy as exc:
+    except FolderLockError as exc:
         raise SweepError(str(exc)) from None
     try:
         return _run_sweep(sweep, args)

@@ -15,7 +15,9 @@ Shared filesystems: on Linux NFS clients (since 2.6.12) ``flock`` is emulated wi
 which the NFS lock manager (NLM for NFSv3, built into NFSv4) enforces across hosts, so the lock holds across
 the machines of a cluster when the mount supports locking (not with ``nolock`` / ``local_lock=all`` mounts,
 where it is local to each host). A lock of a crashed host is released by the server's lease/grace expiry.
-filelock itself says the same: it relies on the OS lock and gives no cross-host guarantee of its own.
+filelock adds no cross-host guarantee of its own: it relies on the OS lock. ``fallback_to_soft=False``: where
+``flock`` is missing altogether, acquiring fails loudly instead of degrading to a marker file that a killed
+process would leave behind.
 
 Within one process the lock is re-entrant (a count per folder): a Kedro run opens the same run in several
 nodes, a sweep worker opens it once per epoch; all of that is the same writer.
@@ -44,10 +46,14 @@ INFO_NAME = ".lock.json"
 ACQUIRE_TIMEOUT_S = 0.5  # "at once", with a little slack for a status probe that holds the lock for a moment
 
 _HELD: dict[str, tuple[filelock.BaseFileLock, int]] = {}
-_GUARD = threading.Lock()
+_GUARD = threading.RLock()  # re-entrant: a FolderLock's __del__ may run (garbage collection) while it is held
 
 
-class FolderBusy(UserError, RuntimeError):
+class FolderLockError(UserError, RuntimeError):
+    """The folder cannot be locked (cannot be created, no file locks on its filesystem)."""
+
+
+class FolderBusy(FolderLockError):
     """Another process holds the folder's lock (a second writer): nothing was touched."""
 
 
@@ -95,7 +101,10 @@ class FolderLock:
     def acquire(self) -> "FolderLock":
         if self.held:
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FolderLockError(f"cannot create {self.what} folder {self.folder}: {exc.strerror or exc}") from None
         key = os.path.realpath(self.folder)
         with _GUARD:
             if key in _HELD:  # this process already writes here (re-entrant)
@@ -111,6 +120,9 @@ class FolderLock:
                         f"{self.what} {self.folder} is in use by another writer: {describe_holder(read_holder(self.folder))}; "
                         f"wait for it to end (or stop it) and try again"
                     ) from None
+                except OSError as exc:  # no flock on this filesystem, or the folder is not writable
+                    raise FolderLockError(f"cannot lock {self.what} {self.folder} ({exc.strerror or exc}): one writer "
+                                     f"cannot be ensured on this filesystem") from None
                 previous = read_holder(self.folder)
                 if previous and previous.get("pid") != os.getpid():
                     dead = previous.get("host") == socket.gethostname() and not pid_alive(int(previous.get("pid", 0)))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,7 +143,10 @@ def convert_pickled_state(path: Path | str, fix: Callable[[dict[str, Any]], dict
     backup = path.with_name(path.name + ".pickled")
     if backup.exists():
         backup.unlink()
-    os.link(path, backup)  # the original stays reachable; state.pt itself is never missing (atomic replace)
+    try:
+        os.link(path, backup)  # the original stays reachable; state.pt itself is never missing (atomic replace)
+    except OSError:  # a filesystem without hard links
+        shutil.copy2(path, backup)
     save_state_file(state, path)
     say(f"converted {path} (the pickled original is {backup}: delete it once the run resumes)")
     return backup
