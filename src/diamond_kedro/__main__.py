@@ -1,8 +1,8 @@
 """``python -m diamond_kedro`` / ``diamond-kedro``.
 
-``diamond-kedro play ...``, ``diamond-kedro sweep ...`` and ``diamond-kedro convert-run RUN`` are the project's own commands (each lives in
-its own subpackage and is imported only when asked for, so ``kedro run`` pays nothing for them); any
-other arguments are those of ``kedro run`` in this project.
+``diamond-kedro play ...``, ``diamond-kedro sweep ...`` and ``diamond-kedro convert-run RUN`` are the
+project's own commands (each lives in its own module and is imported only when asked for, so ``kedro run``
+pays nothing for them); any other arguments are those of ``kedro run`` in this project.
 """
 
 import importlib
