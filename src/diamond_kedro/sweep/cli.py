@@ -166,21 +166,44 @@ def _mark(sweep: Sweep, game: str, seed: int, state: str, error: str = "") -> No
 # ------------------------------------------------------------------------------------------------
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def _init_ray(args: argparse.Namespace) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
-    else:
-        # an embedded cluster for this machine alone: bound to 127.0.0.1, no dashboard
+        return ray
+    # An embedded cluster for this machine alone, every server bound to 127.0.0.1 and no dashboard. Ray binds
+    # its servers (GCS, raylet, object manager, each worker, the runtime-env and dashboard agents) to the
+    # node's address, but ray.init turns _node_ip_address="127.0.0.1" back into the machine's external
+    # address (services.resolve_ip_for_localhost) unless Ray's "no multi-node cluster" switch is off -- the
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setting, read once when ray is imported. So the switch is turned
+    # off for this call only, and the node's address checked afterwards: a Ray that binds elsewhere stops
+    # the sweep instead of exposing the cluster.
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
         ray.init(
             num_cpus=args.num_cpus or os.cpu_count(),
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",
+            dashboard_host=LOOPBACK,
+            _node_ip_address=LOOPBACK,
             log_to_driver=False,  # each run's log goes to <sweep>/logs/; the terminal shows the table
             object_store_memory=128 * 2**20,  # only small status dicts travel through it
         )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:
+        ray.shutdown()
+        raise SweepError(f"the embedded Ray cluster took the address {node_ip}, not {LOOPBACK} (Ray {ray.__version__}); "
+                         "refusing to run it reachable from the network: start a cluster with `ray start` and "
+                         "pass --address")
     return ray
 
 
