@@ -113,9 +113,19 @@ def resolve_sweep(args: argparse.Namespace, need_cells: bool) -> Sweep:
         parse_config(merge(kparams, {"env": {"game": game}, "run": {"name": name}}))
     run_root = Path(cfg.run.root)
     run_root = run_root if run_root.is_absolute() else project / run_root
+    folder = run_root.parent / "sweeps" / name
+    if need_cells:  # both folders exist and can be written before anything starts (run.root=/proc/x cannot)
+        for what, path in (("run.root", run_root), ("the sweep folder", folder)):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                if not os.access(path, os.W_OK | os.X_OK):
+                    raise PermissionError(13, "not writable")
+            except OSError as exc:
+                raise SweepError(f"{what} {path} cannot be created or written ({exc.strerror or exc}); "
+                                 "set run.root (--params run.root=...) to a writable folder") from None
     return Sweep(
         name=name,
-        folder=run_root.parent / "sweeps" / name,
+        folder=folder,
         project=str(project),
         env=args.env,
         games=games,
