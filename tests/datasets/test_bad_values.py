@@ -199,3 +199,24 @@ def test_decode_video_streams_into_one_array(tmp_path: Path) -> None:
     assert peak < 1.3 * size, (peak, size)  # one copy of the video (a stack of a list held two)
     with pytest.raises(DatasetError, match=r"v\.mp4: 25 frames, 24 expected"):
         decode_video(path, n - 1)
+
+
+def test_bad_cells_in_several_action_columns_and_ids_beyond_the_declared_count(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    for v, name in enumerate(("a", "b")):
+        write_video(raw / f"{name}.mp4", v, 3)
+        pd.DataFrame({"frame": range(3), "jump": [0, 1, 0], "fire": [1, 1, 0]}).to_csv(raw / f"{name}.csv", index=False)
+    spoil(raw / "b.csv", "fire", 2, "abc")
+    video = {"action_columns": ["jump", "fire"]}
+    with pytest.raises(DatasetError, match=r"b\.csv: row 2 \(b\.mp4 frame 2\): action 0, 'abc' in columns 'jump', "
+                                           r"'fire' is empty, not numeric or not finite$"):
+        ingest_dataset(cfg(raw, tmp_path / "out", video=video), progress=False)
+    summary = ingest_dataset(cfg(raw, tmp_path / "skip", video=video, on_bad_file="skip"), progress=False)
+    assert list(summary.bad_files) == ["b.mp4"]
+    assert json.loads((tmp_path / "skip" / "index.json").read_text())["action"] == {"kind": "multi_hot", "dim": 2}
+    # discrete ids with a declared count: an id beyond it is a bad row, not a larger action space
+    (raw / "b.csv").write_text("frame,action\n0,1\n1,4\n2,0\n")
+    (raw / "a.csv").write_text("frame,action\n0,1\n1,2\n2,0\n")
+    with pytest.raises(DatasetError, match=r"b\.csv: row 1 \(b\.mp4 frame 1\): action 4\.0 is not an action id in "
+                                           r"\[0, 3\)$"):
+        ingest_dataset(cfg(raw, tmp_path / "ids", action_kind="discrete", num_actions=3), progress=False)

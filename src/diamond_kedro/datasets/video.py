@@ -236,28 +236,33 @@ class VideoSource:
     def _where(self, vid: str, rows: pd.DataFrame, i: int) -> str:
         return f"{self.tables[vid][1]}: row {rows.index[i]} ({vid} frame {i})"
 
-    def _parse_actions(self, vid: str, rows: pd.DataFrame) -> list[np.ndarray]:
-        """Each row's action as a 1-D float64 vector (any width yet); DatasetError naming the first row that
-        is empty, not numbers or not finite."""
-        if len(self.action_columns) > 1:
-            values = rows[self.action_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    def _parse_actions(self, vid: str, rows: pd.DataFrame) -> np.ndarray | list[np.ndarray]:
+        """The rows' actions: an (N, A) float64 array, or -- when the rows of one vector column differ in
+        width -- a list of 1-D vectors; DatasetError naming the first row that is empty, not numbers or not
+        finite."""
+        col = self.action_columns[0]
+        if len(self.action_columns) > 1 or pd.api.types.is_numeric_dtype(rows[col]):
+            cols = self.action_columns
+            values = rows[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
             bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
             if bad.size:
-                cells = rows.iloc[int(bad[0])][self.action_columns].tolist()
-                raise DatasetError(f"{self._where(vid, rows, int(bad[0]))}: action {cells} is empty, not numeric "
-                                   "or not finite")
-            return list(values)
-        col = self.action_columns[0]
+                i = int(bad[0])
+                cells = [_cell(v) for v in rows.iloc[i][cols].tolist()]
+                raise DatasetError(f"{self._where(vid, rows, i)}: action {', '.join(cells)} in "
+                                   f"{'columns' if len(cols) > 1 else 'column'} {', '.join(map(repr, cols))} is "
+                                   "empty, not numeric or not finite")
+            return values
         out = []
-        for i, value in enumerate(rows[col]):
+        for i, value in enumerate(rows[col]):  # text or lists: each cell on its own
             try:
                 out.append(_parse_vector(value))
             except (TypeError, ValueError):
                 raise DatasetError(f"{self._where(vid, rows, i)}: action {_cell(value)} in column {col!r} is not a "
                                    "finite number or vector of numbers") from None
-        return out
+        return np.stack(out) if len({v.size for v in out}) == 1 else out
 
-    def _choose_spec(self, cells: dict[str, list[np.ndarray]], action_kind: str, num_actions: int | None) -> ActionSpec:
+    def _choose_spec(self, cells: dict[str, np.ndarray | list[np.ndarray]], action_kind: str,
+                     num_actions: int | None) -> ActionSpec:
         """Width and kind over the rows of every table that parsed; files that disagree become bad files."""
         declared = action_kind != "auto"
         if action_kind == "discrete":
@@ -269,6 +274,9 @@ class VideoSource:
         else:
             counts: dict[int, int] = {}
             for vecs in cells.values():
+                if isinstance(vecs, np.ndarray):
+                    counts[vecs.shape[1]] = counts.get(vecs.shape[1], 0) + len(vecs)
+                    continue
                 for v in vecs:
                     counts[v.size] = counts.get(v.size, 0) + 1
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
@@ -283,12 +291,13 @@ class VideoSource:
         col = " + ".join(map(repr, self.action_columns))
         for vid, vecs in cells.items():
             rows = self.ordered[vid]
-            wrong = next((i for i, v in enumerate(vecs) if v.size != width), None)
+            sizes = [vecs.shape[1]] * len(vecs) if isinstance(vecs, np.ndarray) else [v.size for v in vecs]
+            wrong = next((i for i, n in enumerate(sizes) if n != width), None)
             if wrong is not None:
-                self.errors[vid] = (f"{self._where(vid, rows, wrong)}: action column {col} has {vecs[wrong].size} "
+                self.errors[vid] = (f"{self._where(vid, rows, wrong)}: action column {col} has {sizes[wrong]} "
                                     f"values, expected {width}")
                 continue
-            self.actions[vid] = np.stack(vecs)  # (N, width)
+            self.actions[vid] = vecs if isinstance(vecs, np.ndarray) else np.stack(vecs)  # (N, width)
         acts = np.concatenate(list(self.actions.values())) if self.actions else np.zeros((0, width))
         if action_kind == "auto":
             if width == 1:
