@@ -222,15 +222,16 @@ def prepare_mlflow(sweep: Sweep) -> None:
     would otherwise race to create the SQLite schema ("duplicate column") or the experiment."""
     if os.environ.get("DIAMOND_MLFLOW", "").lower() in {"0", "false", "off"} or not sweep.tracking_uri:
         return
-    from mlflow import MlflowClient
+    from diamond_kedro.hooks import store_lock, tracking_client
 
-    client = MlflowClient(tracking_uri=sweep.tracking_uri)
-    if client.get_experiment_by_name(sweep.experiment_name) is None:
-        location = sweep.artifact_location
-        if location:  # as the MLflow hook does, relative to the project
-            path = Path(location)
-            location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
-        client.create_experiment(sweep.experiment_name, artifact_location=location)
+    client = tracking_client(sweep.tracking_uri)  # under the store's lock: a `kedro run` may be creating it too
+    with store_lock(sweep.tracking_uri):
+        if client.get_experiment_by_name(sweep.experiment_name) is None:
+            location = sweep.artifact_location
+            if location:  # as the MLflow hook does, relative to the project
+                path = Path(location)
+                location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
+            client.create_experiment(sweep.experiment_name, artifact_location=location)
 
 
 def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
