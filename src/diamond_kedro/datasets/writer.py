@@ -14,7 +14,11 @@ exists, holding frames of ``frame_size`` (one store layout for the run to read).
 Resumable per unit: a unit is committed by the ``index.json`` rewrite that follows its chunk writes (chunk
 epoch tag = episode id + 1). On restart, chunks beyond what the index lists (a unit killed half-way,
 ``in_progress`` names it) are rolled back and that unit is redone; committed units are skipped. A unit that
-fails validation raises :class:`DatasetError` naming the file (and row) *before* any of it is written.
+fails validation raises :class:`DatasetError` naming the file (and row) *before* any of it is written: its
+actions, rewards (finite) and terminations (0 or 1, only at the last step) are all checked first. A unit the
+source found bad while listing (``Unit.error``) stops an ``on_bad_file="raise"`` ingest before anything is
+written; with ``"skip"`` every bad unit is recorded in ``bad_files`` and the dataset is as if it were absent
+(its episodes take no part in the split).
 
 Resizing (``resize``): ``pad`` keeps the aspect ratio (scale to fit, centred, black bars) and ``stretch``
 scales each axis independently. Frames already at the target size are copied unchanged. Both use
