@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,41 @@ RUN_KEY_TAG = "diamond.run_key"
 # Registered model names: diamond-<Game> (Atari agents), diamond-csgo (CS:GO world models).
 MODEL_NAME_PREFIX = "diamond-"
 _CONFIG_SECTIONS = ("env.", "denoiser.", "rew_end_model.", "actor_critic.", "upsampler.")
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (relative or absolute), else None."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix) :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Held while a process creates a SQLite store's schema or an experiment: two ``kedro run`` s starting
+    on a fresh ``mlflow.db`` would otherwise both run MLflow's migrations ("duplicate column name") or
+    both create the experiment. A lock file next to the database (``mlflow.db.lock``); other stores
+    (servers) serialise this themselves."""
+    db = sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{db}.lock"):
+        yield
+
+
+def tracking_client(uri: str) -> Any:
+    """An ``MlflowClient`` on ``uri`` whose store exists (created, or migrated, by one process at a time)."""
+    from mlflow import MlflowClient
+
+    with store_lock(uri):  # making the client opens the store (MLflow creates or upgrades its schema then)
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # (and should a later MLflow open it lazily: here)
+    return client
 
 
 def registered_model_name(report: EpochReport) -> str:
@@ -157,9 +194,7 @@ class MlflowTrackingHook:
             _uses_atari_parameters(pipeline) or _trains_csgo(pipeline) or _trains_static(pipeline)
         ):
             return
-        from mlflow import MlflowClient
-
-        self._client = MlflowClient(tracking_uri=self.tracking_uri())
+        self._client = tracking_client(self.tracking_uri())
         self._run_ids = {}
         add_sink(self._log)
 
@@ -168,15 +203,18 @@ class MlflowTrackingHook:
             name = self._conf.get("experiment_name", "diamond-atari")
         else:  # csgo, or a static world model's dataset name
             name = self._conf.get(f"{kind}_experiment_name", f"diamond-{kind}")
-        experiment = self._client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        location = self._conf.get("artifact_location")
-        location = Path(location).resolve().as_uri() if location else None
-        return self._client.create_experiment(name, artifact_location=location)
+        with store_lock(self.tracking_uri()):  # one creator among processes starting together
+            experiment = self._client.get_experiment_by_name(name)
+            if experiment is not None:
+                return experiment.experiment_id
+            location = self._conf.get("artifact_location")
+            location = Path(location).resolve().as_uri() if location else None
+            return self._client.create_experiment(name, artifact_location=location)
 
     def _run_id(self, report: EpochReport) -> str:
-        """The MLflow run of ``report.run_key``: resumed if it exists, else created with the run's params."""
+        """The MLflow run of ``report.run_key``: resumed if it exists, else created; either way it ends up
+        with the run's params (a process killed between creating the run and uploading them left a run
+        without them, or with a part: the missing ones are uploaded on resume)."""
         key = report.run_key
         if key in self._run_ids:
             return self._run_ids[key]
@@ -187,15 +225,15 @@ class MlflowTrackingHook:
             [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=1
         )
         if found:
-            run_id = found[0].info.run_id
+            run_id, have = found[0].info.run_id, found[0].data.params
             self._client.update_run(run_id, status="RUNNING")
             log.info("MLflow: resuming run %s (%s)", key, run_id)
         else:
-            run_id = self._client.create_run(experiment_id, run_name=key, tags={RUN_KEY_TAG: key}).info.run_id
-            params = [Param(k, str(v)[:6000]) for k, v in report.params.items()]
-            for i in range(0, len(params), 90):  # MLflow caps one batch at 100 params
-                self._client.log_batch(run_id, params=params[i : i + 90])
+            run_id, have = self._client.create_run(experiment_id, run_name=key, tags={RUN_KEY_TAG: key}).info.run_id, {}
             log.info("MLflow: new run %s (%s)", key, run_id)
+        params = [Param(k, str(v)[:6000]) for k, v in report.params.items() if k not in have]
+        for i in range(0, len(params), 90):  # MLflow caps one batch at 100 params
+            self._client.log_batch(run_id, params=params[i : i + 90])
         self._run_ids[key] = run_id
         return run_id
 

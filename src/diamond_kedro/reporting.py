@@ -60,6 +60,9 @@ class EpochReport:
     images: dict[str, np.ndarray] = field(default_factory=dict)
     artifacts: list[tuple[str, Path]] = field(default_factory=list)  # (artifact sub-folder, file)
     tags: dict[str, str] = field(default_factory=dict)  # run tags set with this epoch (latest values win)
+    # when the report was made (ms since the epoch): every metric of it is logged with this timestamp, so a
+    # report sent again after a crash writes rows identical to the first ones
+    timestamp_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
     def merge(self, other: "EpochReport") -> None:
         self.metrics.update(other.metrics)
@@ -75,13 +78,24 @@ class EpochReport:
         return {k: v for k, v in self.metrics.items() if math.isfinite(v)}
 
     def log_to_mlflow(self, client: Any, run_id: str) -> None:
-        """Log into MLflow run ``run_id`` through an ``mlflow.MlflowClient`` (metrics at step = epoch)."""
+        """Log into MLflow run ``run_id`` through an ``mlflow.MlflowClient`` (metrics at step = epoch).
+
+        Idempotent per epoch: a report sent again (a crash after some of it was logged, before the run
+        recorded that it was) adds nothing twice. The run's ``diamond.logged_epoch`` tag, set last, says a
+        report was logged whole; short of it, each metric batch (one transaction in MLflow's stores) is
+        skipped when its first metric is already in the run's history at this step."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, self.epoch) for k, v in self.finite_metrics().items()]
+        run = client.get_run(run_id)
+        done = run.data.tags.get(LOGGED_EPOCH_TAG)
+        if done is not None and done.isdigit() and int(done) >= self.epoch:
+            return
+        stamp = getattr(self, "timestamp_ms", None) or int(time.time() * 1000)  # older pickled reports: now
+        metrics = [Metric(k, v, stamp, self.epoch) for k, v in self.finite_metrics().items()]
         for i in range(0, len(metrics), 500):  # MLflow caps a batch at 1000 entries
-            client.log_batch(run_id, metrics=metrics[i : i + 500])
+            batch = metrics[i : i + 500]
+            if not _logged_at(client, run_id, batch[0].key, self.epoch):
+                client.log_batch(run_id, metrics=batch)
         for key, image in self.images.items():
             client.log_image(run_id, image, key=key, step=self.epoch)
         for folder, path in self.artifacts:
@@ -89,3 +103,12 @@ class EpochReport:
                 client.log_artifact(run_id, str(path), artifact_path=folder)
         for key, value in getattr(self, "tags", {}).items():  # reports pickled before tags existed have none
             client.set_tag(run_id, key, value)
+        client.set_tag(run_id, LOGGED_EPOCH_TAG, str(self.epoch))
+
+
+LOGGED_EPOCH_TAG = "diamond.logged_epoch"  # the last epoch whose report was logged whole
+
+
+def _logged_at(client: Any, run_id: str, key: str, step: int) -> bool:
+    """Whether the run's history of metric ``key`` has a value at ``step``."""
+    return any(m.step == step for m in client.get_metric_history(run_id, key))

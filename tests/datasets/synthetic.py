@@ -37,7 +37,7 @@ def write_video(path: Path, video: int, n: int, fps: float = 10.0) -> Path:
 
 
 def make_minari(root: Path, dataset_id: str, episode_lengths: list[int], action: str = "discrete",
-                obs_shape: tuple[int, ...] = (20, 24, 3)) -> Path:
+                obs_shape: tuple[int, ...] = (20, 24, 3), bad_reward: tuple[int, int] | None = None) -> Path:
     """A local Minari dataset (no download) with uint8 image observations; returns its folder."""
     os.environ["MINARI_DATASETS_PATH"] = str(root)
     import gymnasium as gym
@@ -52,10 +52,19 @@ def make_minari(root: Path, dataset_id: str, episode_lengths: list[int], action:
         for i in range(t + 1):
             obs[i] = 10 * i + e  # frame i of episode e is the flat value 10 i + e
         act = (np.arange(t) % 5) if action == "discrete" else np.stack([np.linspace(-1, 1, t), np.full(t, 0.25)], 1)
+        rewards = list(np.arange(t, dtype=float))
+        if bad_reward is not None and bad_reward[0] == e:  # (episode, step) whose reward is inf
+            rewards[bad_reward[1]] = float("inf")
         buffers.append(EpisodeBuffer(
-            id=e, observations=obs, actions=act.astype(act_space.dtype), rewards=list(np.arange(t, dtype=float)),
+            id=e, observations=obs, actions=act.astype(act_space.dtype), rewards=rewards,
             terminations=[False] * (t - 1) + [True], truncations=[False] * t,
         ))
     minari.create_dataset_from_buffers(dataset_id, buffers, observation_space=obs_space, action_space=act_space,
                                        algorithm_name="test", description="test", jpeg_encoding=False)
     return root / dataset_id
+
+
+def nothing_written(out: Path) -> bool:
+    """No dataset file in ``out``: at most the writer's lock (``.lock``, ``.lock.json``), which is taken before
+    anything is read or written, may be there."""
+    return not out.exists() or {p.name for p in out.iterdir()} <= {".lock", ".lock.json"}

@@ -50,6 +50,15 @@ class MinariOptions(_Strict):
 class CsgoHdf5Options(_Strict):
     frames_per_file: int | None = Field(default=None, gt=0)  # null = any number of frames per file
     action_dim: int = Field(default=51, gt=0)  # width of frame_<i>_y
+    # the largest (H, W) a file may declare for its frames: checked before anything is allocated
+    max_frame_size: tuple[int, int] = (2160, 3840)
+
+    @field_validator("max_frame_size")
+    @classmethod
+    def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) <= 0:
+            raise ValueError(f"sizes must be positive (H, W), got {v}")
+        return v
 
 
 class DatasetConfig(_Strict):

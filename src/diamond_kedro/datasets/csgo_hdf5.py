@@ -63,9 +63,11 @@ def tar_folder_name(tar_path: Path) -> str:
     return "-".join(stem[len(PREFIX) :].split("_to_")) if stem.startswith(PREFIX) else stem
 
 
-def find_sources(source_dir: str | Path, option: str = "csgo.data.source_dir") -> list[Hdf5File]:
+def find_sources(source_dir: str | Path, option: str = "csgo.data.source_dir",
+                 bad_archives: dict[str, str] | None = None) -> list[Hdf5File]:
     """Every HDF5 file under ``source_dir`` (``*.tar`` archives are listed, not extracted), sorted by the
-    number at the end of the file name."""
+    number at the end of the file name. An unreadable archive raises, or -- given ``bad_archives`` -- is
+    recorded there (its path under ``source_dir`` -> the error) and the listing goes on."""
     root = Path(source_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"CS:GO source folder {root} does not exist ({option})")
@@ -76,7 +78,11 @@ def find_sources(source_dir: str | Path, option: str = "csgo.data.source_dir") -
             with tarfile.open(tar_path, "r:") as tf:
                 members = [m for m in tf.getmembers() if m.isfile() and m.name.endswith(".hdf5")]
         except (tarfile.TarError, OSError) as exc:
-            raise CsgoDataError(f"cannot read tar archive {tar_path}: {exc}") from exc
+            error = CsgoDataError(f"cannot read tar archive {tar_path}: {exc}")
+            if bad_archives is None:
+                raise error from exc
+            bad_archives[tar_path.relative_to(root).as_posix()] = str(error)
+            continue
         for m in members:
             name = Path(m.name).name
             sources.append(Hdf5File(f"{folder}/{name}", name, tar_path, m.name))
@@ -120,17 +126,23 @@ def _open_source(source: Hdf5File) -> Iterator[IO[bytes] | Path]:
             yield f
 
 
+MAX_FRAME_SIZE = (2160, 3840)  # (H, W): 4K, the default bound on a frame size a file may declare
+
+
 def read_episode(
     source: Hdf5File,
     frames_per_file: int | None = None,
     frame_size: tuple[int, int] | None = (150, 280),
     action_dim: int = CSGO_ACTION_DIM,
+    max_frame_size: tuple[int, int] = MAX_FRAME_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(obs uint8 (T, H, W, 3) **RGB**, act float32 (T, action_dim)) of one HDF5 file, fully validated.
 
     T is the number of ``frame_<i>_x`` keys (it must equal ``frames_per_file`` when that is set); frames must
-    be ``frame_size`` (when set) or all of the first frame's size. Raises CsgoDataError naming the file for an
-    unreadable file, a missing ``frame_<i>_x/y`` key, a wrong frame count or shape, or a non-finite action.
+    be ``frame_size`` (when set) or all of the first frame's size, at most ``max_frame_size``. Raises
+    CsgoDataError naming the file for an unreadable file, a missing ``frame_<i>_x/y`` key, a wrong frame
+    count or shape, or a non-finite action. Shapes are checked as the file declares them, before anything is
+    read or allocated: a tiny compressed file may declare gigabytes.
     """
     try:
         with _open_source(source) as src:
@@ -143,7 +155,15 @@ def read_episode(
                 if frame_size is None:
                     if "frame_0_x" not in keys:
                         raise CsgoDataError(f"{source.where}: missing key 'frame_0_x' (the file has {n_x} frames)")
-                    frame_size = tuple(f["frame_0_x"].shape[:2])
+                    first = f["frame_0_x"]
+                    if not isinstance(first, h5py.Dataset) or len(first.shape) != 3 or first.shape[2] != 3:
+                        raise CsgoDataError(f"{source.where}: frame_0_x has shape {getattr(first, 'shape', None)}, "
+                                            "expected (H, W, 3)")
+                    frame_size = tuple(first.shape[:2])
+                    if frame_size[0] > max_frame_size[0] or frame_size[1] > max_frame_size[1]:
+                        raise CsgoDataError(
+                            f"{source.where}: frame_0_x declares frames of {frame_size[0]}x{frame_size[1]}, larger "
+                            f"than {max_frame_size[0]}x{max_frame_size[1]} (dataset.csgo_hdf5.max_frame_size)")
                 h, w = frame_size
                 obs = np.empty((t, h, w, 3), dtype=np.uint8)
                 act = np.empty((t, action_dim), dtype=np.float32)
@@ -159,9 +179,10 @@ def read_episode(
                             f"{source.where}: {kx} has shape {x.shape} and dtype {x.dtype}, expected ({h}, {w}, 3) uint8"
                         )
                     obs[i] = x[()][..., ::-1]  # BGR -> RGB
+                    if getattr(f[ky], "size", None) != action_dim:  # declared size, before reading
+                        raise CsgoDataError(f"{source.where}: {ky} has {getattr(f[ky], 'size', None)} values, "
+                                            f"expected {action_dim}")
                     y = np.asarray(f[ky][()], dtype=np.float32).reshape(-1)
-                    if y.shape != (action_dim,):
-                        raise CsgoDataError(f"{source.where}: {ky} has {y.size} values, expected {action_dim}")
                     if not np.isfinite(y).all():
                         raise CsgoDataError(f"{source.where}: {ky} holds non-finite values")
                     act[i] = y
@@ -185,15 +206,20 @@ class CsgoHdf5Source:
 
     def __init__(self, source_dir: str | Path, frames_per_file: int | None = None,
                  frame_size: tuple[int, int] | None = None, action_dim: int = CSGO_ACTION_DIM,
-                 action_kind: str = "multi_hot", option: str = "dataset.path") -> None:
-        self.files = {s.file_id: s for s in find_sources(source_dir, option)}
+                 action_kind: str = "multi_hot", option: str = "dataset.path",
+                 max_frame_size: tuple[int, int] = MAX_FRAME_SIZE) -> None:
+        # an unreadable archive is one bad unit (named by its path), not the end of the listing
+        self.bad_archives: dict[str, str] = {}
+        self.files = {s.file_id: s for s in find_sources(source_dir, option, self.bad_archives)}
+        self.max_frame_size = tuple(max_frame_size)
         self.source_dir = str(source_dir)
         self.frames_per_file = frames_per_file
         self.frame_size = tuple(frame_size) if frame_size is not None else None
         self.spec = ActionSpec(action_kind, action_dim)
 
     def units(self) -> list[Unit]:
-        return [Unit(fid, (fid,), s.where) for fid, s in self.files.items()]
+        return [Unit(fid, (fid,), s.where) for fid, s in self.files.items()] + [
+            Unit(name, (name,), str(Path(self.source_dir) / name), error=err) for name, err in self.bad_archives.items()]
 
     def action_spec(self) -> ActionSpec:
         return self.spec
@@ -202,7 +228,10 @@ class CsgoHdf5Source:
         return {"path": self.source_dir, "frames_per_file": self.frames_per_file}
 
     def read(self, unit: Unit) -> list[RawEpisode]:
-        obs, act = read_episode(self.files[unit.file_id], self.frames_per_file, self.frame_size, self.spec.dim)
+        if unit.error is not None:
+            raise CsgoDataError(unit.error)
+        obs, act = read_episode(self.files[unit.file_id], self.frames_per_file, self.frame_size, self.spec.dim,
+                                self.max_frame_size)
         return [RawEpisode(unit.file_id, obs, act)]
 
     def test_split_names(self, test_names: set[str]) -> set[str]:

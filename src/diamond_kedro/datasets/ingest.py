@@ -13,7 +13,7 @@ def make_source(d: DatasetConfig):
         from diamond_kedro.datasets.csgo_hdf5 import CsgoHdf5Source
 
         return CsgoHdf5Source(d.path, d.csgo_hdf5.frames_per_file, None, d.csgo_hdf5.action_dim,
-                              "multi_hot" if kind == "auto" else kind)
+                              "multi_hot" if kind == "auto" else kind, max_frame_size=d.csgo_hdf5.max_frame_size)
     if d.kind == "minari":
         from diamond_kedro.datasets.minari import MinariSource
 

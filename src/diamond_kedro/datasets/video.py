@@ -17,10 +17,17 @@ Table columns:
   without it every video is one episode;
 * ``reward`` / ``terminated`` / ``truncated`` (optional, names configurable): stored when present.
 
-Frames are decoded to RGB with imageio-ffmpeg (the ffmpeg binary it ships, already a dependency). Each video
-is one unit: it is decoded and checked against its rows in full before anything of it is written. Errors
-name the video, the table and the (0-based data) row: an undecodable video, fewer or more rows than frames,
-a vector of the wrong width, a non-numeric or out-of-range action.
+Frames are decoded to RGB with imageio-ffmpeg (the ffmpeg binary it ships, already a dependency), streamed
+into one array of the table's length. Each video is one unit: it is decoded and checked against its rows in
+full before anything of it is written. Errors name the video, the table and the (0-based data) row: an
+undecodable video, fewer or more rows than frames, a vector of the wrong width, a non-numeric, non-finite or
+out-of-range action, a reward that is not finite, a termination that is not 0 or 1.
+
+The tables are all read and checked when the source is made, so the action width and kind are decided over
+the rows of every table (the width most rows have; or ``dataset.action_kind`` + ``dataset.num_actions`` when
+declared) and one bad cell makes its file bad -- named with its row -- instead of changing the dataset. With
+``dataset.on_bad_file: skip`` such a file is left out as if it were absent (its rows take no part in the
+choice of kind and width, its episodes none in the split).
 """
 
 from __future__ import annotations
@@ -47,31 +54,90 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DatasetError(f"{path}: cannot read the action table: {exc}") from exc
 
 
-def decode_video(path: Path) -> np.ndarray:
-    """uint8 (T, H, W, 3) RGB frames of a video; DatasetError naming it when ffmpeg cannot decode it."""
+def _video_frames(path: Path) -> tuple[tuple[int, int], Any]:
+    """((H, W), generator of raw RGB frame bytes) of a video; DatasetError naming it when ffmpeg cannot."""
     import imageio_ffmpeg
 
     try:
         gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(gen)
-        w, h = meta["size"]
-        frames = [np.frombuffer(b, dtype=np.uint8).reshape(h, w, 3) for b in gen]
     except (OSError, RuntimeError, StopIteration, ValueError) as exc:
-        first = str(exc).strip().splitlines()
-        raise DatasetError(f"{path}: cannot decode the video: {first[-1] if first else type(exc).__name__}") from exc
-    if not frames:
+        raise _decode_error(path, exc) from exc
+    w, h = meta["size"]
+    return (int(h), int(w)), gen
+
+
+def _decode_error(path: Path, exc: BaseException) -> DatasetError:
+    first = str(exc).strip().splitlines()
+    return DatasetError(f"{path}: cannot decode the video: {first[-1] if first else type(exc).__name__}")
+
+
+def decode_video(path: Path, num_frames: int | None = None) -> np.ndarray:
+    """uint8 (T, H, W, 3) RGB frames of a video; DatasetError naming it when ffmpeg cannot decode it.
+
+    With ``num_frames`` (the rows the action table has for it) the frames are streamed into one array of that
+    length, never held twice, and a video with another number of frames raises (frames beyond it are
+    counted, not kept). Without it the frames are gathered and stacked."""
+    (h, w), gen = _video_frames(path)
+    if num_frames is None:
+        try:
+            frames = [np.frombuffer(b, dtype=np.uint8).reshape(h, w, 3) for b in gen]
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise _decode_error(path, exc) from exc
+        if not frames:
+            raise DatasetError(f"{path}: the video has no frames")
+        return np.stack(frames)
+    out = np.empty((num_frames, h, w, 3), dtype=np.uint8)
+    n = 0
+    try:
+        for b in gen:
+            if n < num_frames:
+                out[n] = np.frombuffer(b, dtype=np.uint8).reshape(h, w, 3)
+            n += 1
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise _decode_error(path, exc) from exc
+    finally:
+        gen.close()
+    if n == 0:
         raise DatasetError(f"{path}: the video has no frames")
-    return np.stack(frames)
+    if n != num_frames:
+        raise FrameCountError(path, n, num_frames)
+    return out
+
+
+class FrameCountError(DatasetError):
+    """A video has another number of frames than its table has rows."""
+
+    def __init__(self, path: Path, frames: int, rows: int) -> None:
+        self.frames, self.rows = frames, rows
+        super().__init__(f"{path}: {frames} frames, {rows} expected")
 
 
 _SPLIT = re.compile(r"[\s,;]+")
 
 
 def _parse_vector(value: Any) -> np.ndarray:
+    """The numbers of one action cell (a scalar, a list, or text such as ``"0 1 0"`` / ``"[0.5, -1]"``);
+    ValueError when it is empty, not numbers, or not finite."""
     if isinstance(value, str):
         text = value.strip().strip("[]()")
-        return np.array([float(v) for v in _SPLIT.split(text) if v], dtype=np.float64)
-    return np.asarray(value, dtype=np.float64).reshape(-1)
+        vec = np.array([float(v) for v in _SPLIT.split(text) if v], dtype=np.float64)
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        vec = np.asarray(value, dtype=np.float64).reshape(-1)
+    elif value is None:
+        raise ValueError("empty")
+    else:
+        vec = np.asarray(float(value), dtype=np.float64).reshape(1)
+    if vec.size == 0 or not np.isfinite(vec).all():
+        raise ValueError("empty or not finite")
+    return vec
+
+
+def _cell(value: Any) -> str:
+    """A table cell as the message shows it: ``'abc'``, ``inf``, ``-1``, ``empty``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return "empty" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(value)
 
 
 class VideoSource:
@@ -105,9 +171,12 @@ class VideoSource:
         if not videos:
             raise FileNotFoundError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {self.root} (dataset.path)")
         self.videos = {p.relative_to(self.root).as_posix(): p for p in videos}
+        # per video: the error that makes it a bad file (found here, raised when its unit is read)
+        self.errors: dict[str, str] = {}
 
-        # The tables are small (one row per frame): read them all now, so the action kind and the episode
-        # names (which the split needs) are known before any video is decoded.
+        # The tables are small (one row per frame): read and check them all now, so the action kind and width
+        # are decided over every table, and the episode names (which the split needs) are known, before any
+        # video is decoded.
         self.tables: dict[str, tuple[pd.DataFrame, Path]] = {}
         if actions_file is not None:
             table_path = Path(actions_file)
@@ -128,84 +197,177 @@ class VideoSource:
             for vid, p in self.videos.items():
                 side = [p.with_suffix(s) for s in TABLE_SUFFIXES if p.with_suffix(s).is_file()]
                 if not side:
-                    raise DatasetError(f"{p}: no action table {p.with_suffix('.csv').name} or "
-                                       f"{p.with_suffix('.parquet').name} next to it (or set dataset.video.actions_file)")
-                self.tables[vid] = (read_table(side[0]), side[0])
-        for vid, (table, tpath) in self.tables.items():
-            missing = [c for c in self.action_columns if c not in table.columns]
-            if missing:
-                raise DatasetError(f"{tpath}: no action column {', '.join(map(repr, missing))} "
-                                   f"(dataset.video.action_columns); columns: {', '.join(map(str, table.columns))}")
-        self.spec = self._choose_spec(action_kind, num_actions)
+                    self.errors[vid] = (f"{p}: no action table {p.with_suffix('.csv').name} or "
+                                        f"{p.with_suffix('.parquet').name} next to it (or set dataset.video.actions_file)")
+                    continue
+                try:
+                    self.tables[vid] = (read_table(side[0]), side[0])
+                except DatasetError as exc:
+                    self.errors[vid] = str(exc)
+
+        self.ordered: dict[str, pd.DataFrame] = {}
+        self.episodes: dict[str, list[tuple[str, slice]]] = {}
+        cells: dict[str, list[np.ndarray]] = {}
+        for vid in self.videos:
+            if vid in self.errors:
+                continue
+            try:
+                table, tpath = self.tables[vid]
+                missing = [c for c in self.action_columns if c not in table.columns]
+                if missing:
+                    raise DatasetError(f"{tpath}: no action column {', '.join(map(repr, missing))} "
+                                       f"(dataset.video.action_columns); columns: {', '.join(map(str, table.columns))}")
+                if not len(table):
+                    raise DatasetError(f"{tpath}: no rows for {vid} (one row per frame)")
+                self.ordered[vid] = self._ordered(vid)
+                self.episodes[vid] = self._episodes(vid, self.ordered[vid])
+                cells[vid] = self._parse_actions(vid, self.ordered[vid])
+            except DatasetError as exc:
+                self.errors[vid] = str(exc)
+        self.spec = self._choose_spec(cells, action_kind, num_actions)
+        for vid in list(self.actions):
+            try:
+                self.extras[vid] = self._extra_values(vid, self.ordered[vid])
+            except DatasetError as exc:
+                self.errors[vid] = str(exc)
+                del self.actions[vid]
 
     # -- actions -----------------------------------------------------------------------------------
-    def _vector_column(self) -> bool:
-        """One action column whose cells are whole vectors (text or lists), not scalars."""
-        if len(self.action_columns) != 1:
-            return False
+    def _where(self, vid: str, rows: pd.DataFrame, i: int) -> str:
+        return f"{self.tables[vid][1]}: row {rows.index[i]} ({vid} frame {i})"
+
+    def _parse_actions(self, vid: str, rows: pd.DataFrame) -> np.ndarray | list[np.ndarray]:
+        """The rows' actions: an (N, A) float64 array, or -- when the rows of one vector column differ in
+        width -- a list of 1-D vectors; DatasetError naming the first row that is empty, not numbers or not
+        finite."""
         col = self.action_columns[0]
-        for table, _ in self.tables.values():
-            if len(table):
-                first = table[col].iloc[0]
-                return isinstance(first, (str, list, tuple, np.ndarray))
-        return False
-
-    def _raw_actions(self, vid: str, rows: pd.DataFrame) -> np.ndarray:
-        """(N,) or (N, A) float64 actions of ``rows``; errors name the table and the row."""
-        _, tpath = self.tables[vid]
-        if self._vector_column():
-            col = self.action_columns[0]
-            out, width = [], None
-            for i, (row_id, value) in enumerate(zip(rows.index, rows[col])):
-                try:
-                    vec = _parse_vector(value)
-                except (TypeError, ValueError):
-                    raise DatasetError(f"{tpath}: row {row_id} ({vid} frame {i}): action {value!r} is not a "
-                                       "vector of numbers") from None
-                want = self.spec.dim if getattr(self, "spec", None) is not None else width
-                if want is not None and vec.size != want:
-                    raise DatasetError(f"{tpath}: row {row_id} ({vid} frame {i}): action column {col!r} has "
-                                       f"{vec.size} values, expected {want}")
-                width = vec.size
-                out.append(vec)
-            return np.stack(out) if out else np.zeros((0, width or 0))
-        values = rows[self.action_columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(np.isnan(values).any(axis=1))
-        if bad.size:
-            row_id = rows.index[bad[0]]
-            cells = rows.loc[row_id, self.action_columns].tolist()
-            raise DatasetError(f"{tpath}: row {row_id} ({vid} frame {int(bad[0])}): action {cells} is empty or not numeric")
-        return values[:, 0] if len(self.action_columns) == 1 else values
-
-    def _choose_spec(self, action_kind: str, num_actions: int | None) -> ActionSpec:
-        self.spec = None
-        # A table with a bad row is left out here; reading its video raises the error (naming file and row),
-        # so that one bad file does not stop the others (dataset.on_bad_file).
-        per_video = {}
-        for vid in self.videos:
+        if len(self.action_columns) > 1 or pd.api.types.is_numeric_dtype(rows[col]):
+            cols = self.action_columns
+            values = rows[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+            if bad.size:
+                i = int(bad[0])
+                cells = [_cell(v) for v in rows.iloc[i][cols].tolist()]
+                raise DatasetError(f"{self._where(vid, rows, i)}: action {', '.join(cells)} in "
+                                   f"{'columns' if len(cols) > 1 else 'column'} {', '.join(map(repr, cols))} is "
+                                   "empty, not numeric or not finite")
+            return values
+        out = []
+        for i, value in enumerate(rows[col]):  # text or lists: each cell on its own
             try:
-                per_video[vid] = self._raw_actions(vid, self._ordered(vid))
-            except DatasetError:
+                out.append(_parse_vector(value))
+            except (TypeError, ValueError):
+                raise DatasetError(f"{self._where(vid, rows, i)}: action {_cell(value)} in column {col!r} is not a "
+                                   "finite number or vector of numbers") from None
+        return np.stack(out) if len({v.size for v in out}) == 1 else out
+
+    def _choose_spec(self, cells: dict[str, np.ndarray | list[np.ndarray]], action_kind: str,
+                     num_actions: int | None) -> ActionSpec:
+        """Width and kind over the rows of every table that parsed; files that disagree become bad files."""
+        declared = action_kind != "auto"
+        if action_kind == "discrete":
+            width = 1
+        elif declared and num_actions is not None:
+            width = num_actions
+        elif len(self.action_columns) > 1:
+            width = len(self.action_columns)
+        else:
+            counts: dict[int, int] = {}
+            for vecs in cells.values():
+                if isinstance(vecs, np.ndarray):
+                    counts[vecs.shape[1]] = counts.get(vecs.shape[1], 0) + len(vecs)
+                    continue
+                for v in vecs:
+                    counts[v.size] = counts.get(v.size, 0) + 1
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+            if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+                raise DatasetError(
+                    f"the action tables under {self.root} disagree on the action width ("
+                    + ", ".join(f"{n} rows of {w} values" for w, n in ranked)
+                    + "): set dataset.action_kind and dataset.num_actions")
+            width = ranked[0][0] if ranked else 1
+        self.actions: dict[str, np.ndarray] = {}
+        self.extras: dict[str, dict[str, np.ndarray]] = {}
+        col = " + ".join(map(repr, self.action_columns))
+        for vid, vecs in cells.items():
+            rows = self.ordered[vid]
+            sizes = [vecs.shape[1]] * len(vecs) if isinstance(vecs, np.ndarray) else [v.size for v in vecs]
+            wrong = next((i for i, n in enumerate(sizes) if n != width), None)
+            if wrong is not None:
+                self.errors[vid] = (f"{self._where(vid, rows, wrong)}: action column {col} has {sizes[wrong]} "
+                                    f"values, expected {width}")
                 continue
-        if len({a.shape[1:] for a in per_video.values()}) > 1:
-            raise DatasetError(f"the action tables under {self.root} disagree on the action width: " + ", ".join(
-                f"{vid}: {a.shape[1] if a.ndim == 2 else 1}" for vid, a in per_video.items()))
-        acts = np.concatenate(list(per_video.values())) if per_video else np.zeros(0)
+            self.actions[vid] = vecs if isinstance(vecs, np.ndarray) else np.stack(vecs)  # (N, width)
+        acts = np.concatenate(list(self.actions.values())) if self.actions else np.zeros((0, width))
         if action_kind == "auto":
-            if acts.ndim == 1:
+            if width == 1:
                 action_kind = "discrete" if (acts == np.round(acts)).all() else "continuous"
             else:
                 action_kind = "multi_hot" if np.isin(acts, (0, 1)).all() else "continuous"
         if action_kind == "discrete":
-            if acts.ndim != 1:
+            if len(self.action_columns) != 1:
                 raise DatasetError(f"dataset.action_kind is discrete but {len(self.action_columns)} action columns "
                                    "are given; a discrete action is one column of integer ids")
-            dim = num_actions if num_actions is not None else int(acts.max()) + 1 if acts.size else 1
+            ids = acts[:, 0]
+            if num_actions is not None:
+                dim = num_actions
+            else:
+                ok = ids[(ids == np.round(ids)) & (ids >= 0)]
+                dim = int(ok.max()) + 1 if ok.size else 1
         else:
-            dim = acts.shape[1] if acts.ndim == 2 else 1
+            dim = width
             if num_actions is not None and num_actions != dim:
                 raise DatasetError(f"dataset.num_actions is {num_actions} but the action tables have {dim} values per row")
-        return ActionSpec(action_kind, dim)
+        spec = ActionSpec(action_kind, dim)
+        for vid in list(self.actions):  # every value in range of the chosen spec, or the file is bad (named row)
+            a = self.actions[vid]
+            if spec.kind == "discrete":
+                bad = np.flatnonzero((a[:, 0] != np.round(a[:, 0])) | (a[:, 0] < 0) | (a[:, 0] >= dim))
+                what = f"is not an action id in [0, {dim})"
+            elif spec.kind == "multi_hot":
+                bad = np.flatnonzero(~np.isin(a, (0, 1)).all(axis=1))
+                what = "holds values other than 0 and 1 (multi_hot)"
+            else:
+                bad = np.zeros(0, int)
+            if bad.size:
+                i = int(bad[0])
+                value = a[i, 0] if width == 1 else a[i].tolist()
+                self.errors[vid] = f"{self._where(vid, self.ordered[vid], i)}: action {value} {what}"
+                del self.actions[vid]
+            else:
+                self.actions[vid] = a[:, 0] if width == 1 else a
+        return spec
+
+    def _extra_values(self, vid: str, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Rewards (finite) and terminated/truncated (0 or 1, only on an episode's last row) of ``rows``."""
+        out = {}
+        for key, col in self.extra_columns.items():
+            if col not in rows.columns:
+                continue
+            raw = rows[col]
+            vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+            if key == "rew":
+                with np.errstate(over="ignore"):
+                    bad = np.flatnonzero(~np.isfinite(vals.astype(np.float32)))
+                what = "a finite number"
+            else:
+                bad = np.flatnonzero(~np.isin(vals, (0.0, 1.0)))
+                what = "0 or 1"
+            if bad.size:
+                i = int(bad[0])
+                raise DatasetError(f"{self._where(vid, rows, i)}: column {col!r} is {_cell(raw.iloc[i])}, "
+                                   f"expected {what}")
+            out[key] = vals
+        flags = [out[k] for k in ("end", "trunc") if k in out]
+        if flags:
+            ended = np.logical_or.reduce(flags)
+            for _, sl in self.episodes[vid]:
+                early = np.flatnonzero(ended[sl][:-1])
+                if early.size:
+                    i = sl.start + int(early[0])
+                    raise DatasetError(f"{self._where(vid, rows, i)}: terminated/truncated before the last row of "
+                                       "its episode (an episode ends at its last row; set dataset.video.episode_column)")
+        return out
 
     def action_spec(self) -> ActionSpec:
         return self.spec
@@ -242,11 +404,8 @@ class VideoSource:
     def units(self) -> list[Unit]:
         out = []
         for vid, p in self.videos.items():
-            try:
-                names = tuple(n for n, _ in self._episodes(vid, self._ordered(vid)))
-            except DatasetError:
-                names = (vid,)  # its table is bad: read() raises the error when this unit's turn comes
-            out.append(Unit(vid, names, str(p)))
+            names = tuple(n for n, _ in self.episodes[vid]) if vid in self.episodes else (vid,)
+            out.append(Unit(vid, names, str(p), error=self.errors.get(vid)))
         return out
 
     def settings(self) -> dict[str, Any]:
@@ -254,24 +413,18 @@ class VideoSource:
 
     def read(self, unit: Unit) -> list[RawEpisode]:
         vid = unit.file_id
+        if vid in self.errors:
+            raise DatasetError(self.errors[vid])
         path, (_, tpath) = self.videos[vid], self.tables[vid]
-        table = self._ordered(vid)
-        frames = decode_video(path)
-        if len(table) != len(frames):
-            first = min(len(table), len(frames))
-            what = "rows missing from" if len(table) < len(frames) else "rows too many in"
-            raise DatasetError(f"{path} has {len(frames)} frames but {tpath} has {len(table)} rows for it "
-                               f"({what} the table from frame {first}; one row per frame)")
-        act = self._raw_actions(vid, table)
-        extra = {}
-        for key, col in self.extra_columns.items():
-            if col in table.columns:
-                vals = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float64)
-                if np.isnan(vals).any():
-                    row_id = table.index[int(np.flatnonzero(np.isnan(vals))[0])]
-                    raise DatasetError(f"{tpath}: row {row_id}: column {col!r} is empty or not numeric")
-                extra[key] = vals
+        table, act, extra = self.ordered[vid], self.actions[vid], self.extras[vid]
+        try:
+            frames = decode_video(path, len(table))
+        except FrameCountError as exc:
+            first = min(exc.rows, exc.frames)
+            what = "rows missing from" if exc.rows < exc.frames else "rows too many in"
+            raise DatasetError(f"{path} has {exc.frames} frames but {tpath} has {exc.rows} rows for it "
+                               f"({what} the table from frame {first}; one row per frame)") from None
         out = []
-        for name, sl in self._episodes(vid, table):
+        for name, sl in self.episodes[vid]:
             out.append(RawEpisode(name, frames[sl], act[sl], **{k: v[sl] for k, v in extra.items()}))
         return out

@@ -14,7 +14,11 @@ exists, holding frames of ``frame_size`` (one store layout for the run to read).
 Resumable per unit: a unit is committed by the ``index.json`` rewrite that follows its chunk writes (chunk
 epoch tag = episode id + 1). On restart, chunks beyond what the index lists (a unit killed half-way,
 ``in_progress`` names it) are rolled back and that unit is redone; committed units are skipped. A unit that
-fails validation raises :class:`DatasetError` naming the file (and row) *before* any of it is written.
+fails validation raises :class:`DatasetError` naming the file (and row) *before* any of it is written: its
+actions, rewards (finite) and terminations (0 or 1, only at the last step) are all checked first. A unit the
+source found bad while listing (``Unit.error``) stops an ``on_bad_file="raise"`` ingest before anything is
+written; with ``"skip"`` every bad unit is recorded in ``bad_files`` and the dataset is as if it were absent
+(its episodes take no part in the split).
 
 Resizing (``resize``): ``pad`` keeps the aspect ratio (scale to fit, centred, black bars) and ``stretch``
 scales each axis independently. Frames already at the target size are copied unchanged. Both use
@@ -196,6 +200,9 @@ class Unit:
     file_id: str
     episodes: tuple[str, ...]
     where: str  # for messages: the path (and member / row range)
+    # Found bad while listing (unreadable archive, bad table row...): the unit is never read; "raise" stops
+    # before anything is written, "skip" records it as a bad file, and its episodes take no part in the split.
+    error: str | None = None
 
 
 class Source(Protocol):
@@ -291,6 +298,52 @@ class IngestSummary:
     action: dict[str, Any] = field(default_factory=dict)
 
 
+def check_steps(ep: RawEpisode, t: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rew float32, end uint8, trunc uint8) of ``ep`` as stored, or DatasetError naming ``where`` and the step.
+
+    Every value is checked before it is cast, so that a termination of -1 or 0.5 or a reward that is not
+    finite (in float32: 1e39 is not) is an error here, before any of the unit is written -- never a silent
+    cast or a failure half-way through the writes."""
+    rew = np.zeros(t, np.float32)
+    if ep.rew is not None:
+        raw = np.asarray(ep.rew)
+        if raw.size != t:
+            raise DatasetError(f"{where}: {raw.size} rewards for {t} frames")
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                rew = raw.reshape(t).astype(np.float32)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{where}: rewards are not numbers ({raw.dtype})") from None
+        bad = np.flatnonzero(~np.isfinite(rew))
+        if bad.size:
+            i = int(bad[0])
+            raise DatasetError(f"{where}: step {i}: reward {raw.reshape(t)[i].item()!r} is not a finite float32")
+    flags = {}
+    for name, value in (("terminated", ep.end), ("truncated", ep.trunc)):
+        if value is None:
+            flags[name] = np.zeros(t, np.uint8)
+            continue
+        raw = np.asarray(value)
+        if raw.size != t:
+            raise DatasetError(f"{where}: {raw.size} {name} values for {t} frames")
+        raw = raw.reshape(t)
+        try:
+            ok = np.isin(raw.astype(np.float64), (0.0, 1.0))
+        except (TypeError, ValueError):
+            raise DatasetError(f"{where}: {name} values are not 0/1 ({raw.dtype})") from None
+        bad = np.flatnonzero(~ok)
+        if bad.size:
+            i = int(bad[0])
+            raise DatasetError(f"{where}: step {i}: {name} is {raw[i].item()!r}, expected 0 or 1")
+        flags[name] = raw.astype(np.uint8)
+    end, trunc = flags["terminated"], flags["truncated"]
+    early = np.flatnonzero((end | trunc)[:-1])
+    if early.size:
+        raise DatasetError(f"{where}: step {int(early[0])} of {t}: terminated/truncated before the episode's last "
+                           "step (an episode ends at its last step; split it into episodes)")
+    return rew, end, trunc
+
+
 def write_dataset(source: Source, out_dir: str | Path, *args: Any, **kwargs: Any) -> IngestSummary:
     """Ingest (or resume ingesting) every unit of ``source`` into ``out_dir`` (module docstring), as the
     folder's one writer: its lock (``utils.run_lock``) is taken before the index or a store is read or
@@ -321,6 +374,12 @@ def _write_dataset(
     units = source.units()
     spec = source.action_spec()
     paths = DatasetPaths(Path(out_dir))
+    if on_bad_file == "raise":  # a file found bad while listing stops the ingest before anything is written
+        known = load_index(paths.root) if paths.index.exists() else {}
+        done = set(known.get("units", [])) | set(known.get("bad_files", {}))
+        bad = next((u for u in units if u.error is not None and u.file_id not in done), None)
+        if bad is not None:
+            raise DatasetError(bad.error)
     paths.root.mkdir(parents=True, exist_ok=True)
     settings = {
         "frame_size": list(frame_size),
@@ -378,10 +437,12 @@ def _write_dataset(
         done_units |= {fid for split in SPLITS for fid in index["splits"][split]}
     todo = [u for u in units if u.file_id not in done_units]
     summary.skipped_existing = len(units) - len(todo)
-    all_names = [e for u in units for e in u.episodes]
+    all_names = [e for u in units if u.error is None for e in u.episodes]  # a bad file is as if absent
     test_set = choose_test_episodes(all_names, test_names, test_fraction)
     for unit in tqdm(todo, desc=f"{source.kind} ingest", unit="file", disable=not progress or not todo):
         try:
+            if unit.error is not None:
+                raise DatasetError(unit.error)
             episodes = source.read(unit)
             prepared = []
             for ep in episodes:
@@ -392,26 +453,22 @@ def _write_dataset(
                 act = spec.check(ep.act, where)
                 if len(act) != t:
                     raise DatasetError(f"{where}: {len(act)} actions for {t} frames")
-                prepared.append((ep, act))
+                prepared.append((ep, act, *check_steps(ep, t, where)))
         except DatasetError as exc:
             if on_bad_file == "raise":
                 raise
-            log.error("skipping %s", exc)
+            log.warning("skipping %s", exc)
             index["bad_files"][unit.file_id] = str(exc)
             summary.bad_files[unit.file_id] = str(exc)
             atomic_write_text(paths.index, json.dumps(index, indent=1))
             continue
         index["in_progress"] = {"file_id": unit.file_id}
         atomic_write_text(paths.index, json.dumps(index, indent=1))
-        for ep, act in prepared:
-            t = len(ep.obs)
+        for ep, act, rew, end, trunc in prepared:
             split = "test" if ep.name in test_set else "train"
             eid = len(index["splits"][split])
             full = resize_frames(ep.obs, frame_size, resize)
             frames = {"full_res": full, "low_res": downscale(full, low_res_size) if low_res_size else full}
-            rew = np.zeros(t, np.float32) if ep.rew is None else np.asarray(ep.rew, np.float32).reshape(t)
-            end = np.zeros(t, np.uint8) if ep.end is None else np.asarray(ep.end).reshape(t).astype(np.uint8)
-            trunc = np.zeros(t, np.uint8) if ep.trunc is None else np.asarray(ep.trunc).reshape(t).astype(np.uint8)
             for res, _ in resolutions:
                 chunk = EpisodeChunk(obs=frames[res], act=act, rew=rew, end=end, trunc=trunc)
                 got = stores[(res, split)].add_chunk(chunk, None, epoch=eid + 1)

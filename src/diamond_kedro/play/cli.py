@@ -234,14 +234,40 @@ def play_loop(session: Any, screen: Any, args: argparse.Namespace, kind: str) ->
     }
 
 
-def _log_mlflow(experiment: str, params: dict[str, Any], stats: dict[str, Any]) -> str:
-    from mlflow import MlflowClient
+def _mlflow_failure(uri: str, exc: BaseException, after: str = "") -> PlayError:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return PlayError(f"--log-mlflow: cannot log to the MLflow store {uri}: {type(exc).__name__}: "
+                     f"{lines[0] if lines else ''}{after}")
 
+
+def _mlflow_experiment(experiment: str) -> tuple[Any, str]:
+    """(client, experiment id) of ``--log-mlflow``, made before playing: a store that cannot be written (a
+    folder that does not exist, no permission, a server that does not answer) ends in one line at once."""
     from diamond_kedro.play.loading import tracking_uri
 
-    client = MlflowClient(tracking_uri=tracking_uri())
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    uri = tracking_uri()
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        return client, exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    except Exception as exc:  # mlflow, sqlalchemy, OSError...: whatever the store raises, one line
+        raise _mlflow_failure(uri, exc) from None
+
+
+def _log_mlflow(experiment: str, params: dict[str, Any], stats: dict[str, Any]) -> str:
+    from diamond_kedro.play.loading import tracking_uri
+
+    client, exp_id = _mlflow_experiment(experiment)
+    try:
+        return _log_play_run(client, exp_id, params, stats)
+    except Exception as exc:
+        kept = [str(stats[k]) for k in ("video", "screenshot") if stats.get(k)]
+        raise _mlflow_failure(tracking_uri(), exc, f" (kept: {', '.join(kept)})" if kept else "") from None
+
+
+def _log_play_run(client: Any, exp_id: str, params: dict[str, Any], stats: dict[str, Any]) -> str:
     run = client.create_run(exp_id, run_name=f"play-{params['family']}", tags={"diamond.play": "1"})
     rid = run.info.run_id
     for k, v in params.items():
@@ -327,6 +353,8 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse printed its usage line and error
         return int(exc.code or 0)
     try:
+        if args.log_mlflow:
+            _mlflow_experiment(args.log_mlflow)  # the store is usable before anything is played
         stats = run_atari(args) if args.family == "atari" else run_csgo(args)
         if args.log_mlflow:
             stats["mlflow_run_id"] = _log_mlflow(args.log_mlflow, stats["params"], stats)

@@ -115,9 +115,19 @@ def resolve_sweep(args: argparse.Namespace, need_cells: bool) -> Sweep:
         parse_config(merge(kparams, {"env": {"game": game}, "run": {"name": name}}))
     run_root = Path(cfg.run.root)
     run_root = run_root if run_root.is_absolute() else project / run_root
+    folder = run_root.parent / "sweeps" / name
+    if need_cells:  # both folders exist and can be written before anything starts (run.root=/proc/x cannot)
+        for what, path in (("run.root", run_root), ("the sweep folder", folder)):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                if not os.access(path, os.W_OK | os.X_OK):
+                    raise PermissionError(13, "not writable")
+            except OSError as exc:
+                raise SweepError(f"{what} {path} cannot be created or written ({exc.strerror or exc}); "
+                                 "set run.root (--params run.root=...) to a writable folder") from None
     return Sweep(
         name=name,
-        folder=run_root.parent / "sweeps" / name,
+        folder=folder,
         project=str(project),
         env=args.env,
         games=games,
@@ -168,21 +178,44 @@ def _mark(sweep: Sweep, game: str, seed: int, state: str, error: str = "") -> No
 # ------------------------------------------------------------------------------------------------
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def _init_ray(args: argparse.Namespace) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     if args.address:
         ray.init(address=args.address, log_to_driver=False)
-    else:
-        # an embedded cluster for this machine alone: bound to 127.0.0.1, no dashboard
+        return ray
+    # An embedded cluster for this machine alone, every server bound to 127.0.0.1 and no dashboard. Ray binds
+    # its servers (GCS, raylet, object manager, each worker, the runtime-env and dashboard agents) to the
+    # node's address, but ray.init turns _node_ip_address="127.0.0.1" back into the machine's external
+    # address (services.resolve_ip_for_localhost) unless Ray's "no multi-node cluster" switch is off -- the
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setting, read once when ray is imported. So the switch is turned
+    # off for this call only, and the node's address checked afterwards: a Ray that binds elsewhere stops
+    # the sweep instead of exposing the cluster.
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
         ray.init(
             num_cpus=args.num_cpus or os.cpu_count(),
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",
+            dashboard_host=LOOPBACK,
+            _node_ip_address=LOOPBACK,
             log_to_driver=False,  # each run's log goes to <sweep>/logs/; the terminal shows the table
             object_store_memory=128 * 2**20,  # only small status dicts travel through it
         )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:
+        ray.shutdown()
+        raise SweepError(f"the embedded Ray cluster took the address {node_ip}, not {LOOPBACK} (Ray {ray.__version__}); "
+                         "refusing to run it reachable from the network: start a cluster with `ray start` and "
+                         "pass --address")
     return ray
 
 
@@ -191,15 +224,16 @@ def prepare_mlflow(sweep: Sweep) -> None:
     would otherwise race to create the SQLite schema ("duplicate column") or the experiment."""
     if os.environ.get("DIAMOND_MLFLOW", "").lower() in {"0", "false", "off"} or not sweep.tracking_uri:
         return
-    from mlflow import MlflowClient
+    from diamond_kedro.hooks import store_lock, tracking_client
 
-    client = MlflowClient(tracking_uri=sweep.tracking_uri)
-    if client.get_experiment_by_name(sweep.experiment_name) is None:
-        location = sweep.artifact_location
-        if location:  # as the MLflow hook does, relative to the project
-            path = Path(location)
-            location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
-        client.create_experiment(sweep.experiment_name, artifact_location=location)
+    client = tracking_client(sweep.tracking_uri)  # under the store's lock: a `kedro run` may be creating it too
+    with store_lock(sweep.tracking_uri):
+        if client.get_experiment_by_name(sweep.experiment_name) is None:
+            location = sweep.artifact_location
+            if location:  # as the MLflow hook does, relative to the project
+                path = Path(location)
+                location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
+            client.create_experiment(sweep.experiment_name, artifact_location=location)
 
 
 def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@
 A choice is measured once per (CPU model, torch version, thread count, ISA limit) and kept in
 ``$XDG_CACHE_HOME/diamond_kedro/kernel_choices.json`` (``~/.cache`` by default; ``DIAMOND_CACHE_DIR``
 overrides the folder), written atomically. An unreadable cache file is measured over, never trusted.
+Processes measuring at once (a sweep's runs starting together) each add their entry: the file is re-read
+and rewritten under a lock (``kernel_choices.json.lock``), so no writer drops another's entries.
 """
 
 from __future__ import annotations
@@ -60,24 +62,31 @@ def cached_pick(name: str, probe: Callable[[], dict[str, float]], decide: Callab
     else (a hand-edited or truncated file) is measured over and rewritten.
     """
     path, key = cache_file(), machine_key()
-    try:
-        cache = json.loads(path.read_text())
-        if not isinstance(cache, dict):
-            cache = {}
-    except (OSError, ValueError):
-        cache = {}
-    section = cache.get(name)
-    if not isinstance(section, dict):
-        section = cache[name] = {}
-    entry = section.get(key)
+    entry = _read_cache(path).get(name, {}).get(key)
     if isinstance(entry, dict) and isinstance(entry.get("seconds"), dict) and entry.get("choice") in entry["seconds"]:
         return entry["choice"]
-    times = probe()
+    times = probe()  # measured without the lock: it takes seconds, and others may be measuring too
     choice = decide(times)
-    section[key] = {"choice": choice, "seconds": times}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(cache, indent=1))
-    except OSError:
-        pass  # a read-only home: the choice still holds for this process
+        from filelock import FileLock
+
+        with FileLock(f"{path}.lock", timeout=60):
+            cache = _read_cache(path)  # what others wrote since our first read
+            section = cache[name] = cache.get(name, {})
+            section[key] = {"choice": choice, "seconds": times}
+            atomic_write_text(path, json.dumps(cache, indent=1))
+    except (OSError, TimeoutError):
+        pass  # a read-only home (or a lock never released): the choice still holds for this process
     return choice
+
+
+def _read_cache(path: Path) -> dict:
+    """The cache as {name: {machine key: entry}}; anything else in the file (truncated, hand-edited) is dropped."""
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(cache, dict):
+        return {}
+    return {k: v for k, v in cache.items() if isinstance(v, dict)}
