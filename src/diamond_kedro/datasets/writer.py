@@ -275,6 +275,25 @@ def choose_test_episodes(names: Sequence[str], test_names: set[str] | None, test
     return {ordered[min(n - 1, int((i + 0.5) * n / k))] for i in range(k)}
 
 
+MIN_TIME_SPLIT_FRAMES = 2  # each part of a time-split episode keeps at least one transition
+
+
+def time_split_cut(num_frames: int, test_fraction: float) -> int | None:
+    """Where a dataset of ONE episode (one video) is cut in time: frames ``[cut:]`` become the test episode and
+    ``[:cut]`` the training one, so a single recording still gets a test split. The test part has
+    ``round(test_fraction * T)`` frames, at least 2 (one transition), and the training part keeps at least 2;
+    None (no split) when the episode is too short for that or the fraction is 0."""
+    if not test_fraction or num_frames < 2 * MIN_TIME_SPLIT_FRAMES:
+        return None
+    k = min(num_frames - MIN_TIME_SPLIT_FRAMES, max(MIN_TIME_SPLIT_FRAMES, round(test_fraction * num_frames)))
+    return num_frames - k
+
+
+def time_split_names(name: str, cut: int, num_frames: int) -> tuple[str, str]:
+    """The index names of the two parts of a time-split episode: ``<name>[:cut]`` (train), ``<name>[cut:]`` (test)."""
+    return f"{name}[:{cut}]", f"{name}[{cut}:{num_frames}]"
+
+
 # --------------------------------------------------------------------------------------------------
 # the ingest
 # --------------------------------------------------------------------------------------------------
@@ -371,6 +390,9 @@ def write_dataset(
     summary.skipped_existing = len(units) - len(todo)
     all_names = [e for u in units for e in u.episodes]
     test_set = choose_test_episodes(all_names, test_names, test_fraction)
+    # one episode in all (one video): no episode can be held out, so its last frames are (time_split_cut);
+    # the two parts are separate episodes, so no training or test segment crosses the cut
+    split_in_time = test_names is None and bool(test_fraction) and len(all_names) == 1
     for unit in tqdm(todo, desc=f"{source.kind} ingest", unit="file", disable=not progress or not todo):
         try:
             episodes = source.read(unit)
@@ -396,24 +418,35 @@ def write_dataset(
         atomic_write_text(paths.index, json.dumps(index, indent=1))
         for ep, act in prepared:
             t = len(ep.obs)
-            split = "test" if ep.name in test_set else "train"
-            eid = len(index["splits"][split])
             full = resize_frames(ep.obs, frame_size, resize)
             frames = {"full_res": full, "low_res": downscale(full, low_res_size) if low_res_size else full}
             rew = np.zeros(t, np.float32) if ep.rew is None else np.asarray(ep.rew, np.float32).reshape(t)
             end = np.zeros(t, np.uint8) if ep.end is None else np.asarray(ep.end).reshape(t).astype(np.uint8)
             trunc = np.zeros(t, np.uint8) if ep.trunc is None else np.asarray(ep.trunc).reshape(t).astype(np.uint8)
-            for res, _ in resolutions:
-                chunk = EpisodeChunk(obs=frames[res], act=act, rew=rew, end=end, trunc=trunc)
-                got = stores[(res, split)].add_chunk(chunk, None, epoch=eid + 1)
-                assert got == eid, (res, split, got, eid)
-            index["splits"][split].append(ep.name)
+            parts = [("test" if ep.name in test_set else "train", ep.name, slice(0, t))]
+            cut = time_split_cut(t, test_fraction or 0.0) if split_in_time else None
+            if cut is not None:
+                train_name, test_name = time_split_names(ep.name, cut, t)
+                parts = [("train", train_name, slice(0, cut)), ("test", test_name, slice(cut, t))]
+                trunc = trunc.copy()
+                trunc[cut - 1] = max(trunc[cut - 1], 1 - end[cut - 1])  # the training part is cut, not ended
+                log.info("%s is the only episode: frames [%d:%d] are its test episode", ep.name, cut, t)
+            for split, name, sl in parts:
+                eid = len(index["splits"][split])
+                for res, _ in resolutions:
+                    chunk = EpisodeChunk(obs=frames[res][sl], act=act[sl], rew=rew[sl], end=end[sl], trunc=trunc[sl])
+                    got = stores[(res, split)].add_chunk(chunk, None, epoch=eid + 1)
+                    assert got == eid, (res, split, got, eid)
+                index["splits"][split].append(name)
         if index.get("format") != LEGACY_CSGO_FORMAT:
             index.setdefault("units", []).append(unit.file_id)
         index["in_progress"] = None
         atomic_write_text(paths.index, json.dumps(index, indent=1))
         summary.ingested += 1
     summary.num_episodes = {s: len(index["splits"][s]) for s in SPLITS}
+    if not index["splits"]["test"]:
+        log.warning("%s has no test episodes: evaluation (test losses, imagination video, fidelity) will be skipped; "
+                    "set dataset.test_fraction > 0 or dataset.test_split_file and ingest into a new out_dir", paths.root)
     log.info("%s ingest: %d new files, %d already there, episodes %s", source.kind, summary.ingested,
              summary.skipped_existing, summary.num_episodes)
     return summary
