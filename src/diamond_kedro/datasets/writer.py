@@ -393,7 +393,7 @@ def write_dataset(
     # one episode in all (one video): no episode can be held out, so its last frames are (time_split_cut);
     # the two parts are separate episodes, so no training or test segment crosses the cut
     split_in_time = test_names is None and bool(test_fraction) and len(all_names) == 1
-    for unit in tqdm(todo, desc=f"{source.kind} ingest", unit="file", disable=not progress or not todo):
+    for unit in tqdm(todo, desc=f"{source.kind} ingest", unit="file", disable=True if not progress or not todo else None):  # None: no bar when stderr is not a terminal
         try:
             episodes = source.read(unit)
             prepared = []
