@@ -114,3 +114,18 @@ def test_a_bug_or_verbose_keeps_the_traceback(monkeypatch: pytest.MonkeyPatch) -
     assert verbose.exit_code == 1 and isinstance(verbose.exception, DatasetError)
     monkeypatch.setenv(project_cli.VERBOSE_ENV, "1")
     assert isinstance(CliRunner().invoke(project_cli.cli, ["run"]).exception, DatasetError)
+
+
+def test_commands_use_pipelines_not_the_deprecated_pipeline_option() -> None:
+    """Kedro 1.7 warns that ``--pipeline`` is deprecated: the project's own commands, messages and tests say
+    ``--pipelines`` (README and docs/ are checked by the docs build)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "Makefile", root / "dvc.yaml"]
+    for folder, pattern in (("src", "*.py"), ("tests", "*.py"), ("conf", "*.yml"), ("notebooks", "*.ipynb")):
+        files += sorted((root / folder).rglob(pattern))
+    deprecated = re.compile(r"--pipeline(?![s\w])")
+    offenders = [f"{f.relative_to(root)}:{i}" for f in files if f.name != "test_cli.py"
+                 for i, line in enumerate(f.read_text().splitlines(), 1) if deprecated.search(line)]
+    assert offenders == []

@@ -1,7 +1,7 @@
 """Kedro hooks: parameter validation before any work, and MLflow tracking at the edge.
 
 Why not kedro-mlflow: it opens one MLflow run per ``kedro run``, while a DIAMOND training run spans many
-``kedro run --pipeline=atari_epoch`` calls (one per epoch, resumable). We want one MLflow run per training
+``kedro run --pipelines=atari_epoch`` calls (one per epoch, resumable). We want one MLflow run per training
 run (game, seed, name) that every epoch resumes, with metrics at ``step = epoch``. That takes ~100 lines.
 
 CS:GO: pipelines whose nodes take ``params:csgo`` have that section validated (``parse_csgo_config``); those

@@ -29,13 +29,13 @@ def test_video_ingest_then_an_epoch_logged_to_mlflow(tmp_path: Path) -> None:
     params["static_world_model"]["dataset"].update(name="myclips", path=str(raw), video={"action_columns": ["jump", "fire"]})
     ci.write_text(yaml.safe_dump(params))
 
-    kedro_run(project, "--pipeline=static_world_model_ingest", "--env=ci")
+    kedro_run(project, "--pipelines=static_world_model_ingest", "--env=ci")
     index = json.loads((project / "data/static/myclips/index.json").read_text())
     assert index["action"] == {"kind": "multi_hot", "dim": 2}
     # test_fraction 0.1 of 3 -> round(0.3) = 0, at least 1: sorted position int(0.5 * 3) = 1
     assert index["splits"] == {"train": ["clip0.mp4", "clip2.mp4"], "test": ["clip1.mp4"]}
 
-    kedro_run(project, "--pipeline=static_world_model", "--env=ci")
+    kedro_run(project, "--pipelines=static_world_model", "--env=ci")
     run_dir = project / "data/runs/myclips_ci"
     assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == 1
 
@@ -49,6 +49,6 @@ def test_video_ingest_then_an_epoch_logged_to_mlflow(tmp_path: Path) -> None:
     assert runs[0].data.params["dataset.video.action_columns"] == "['jump', 'fire']"
 
     # a bad parameter is named before any work
-    proc = kedro_run(project, "--pipeline=static_world_model", "--env=ci",
+    proc = kedro_run(project, "--pipelines=static_world_model", "--env=ci",
                      "--params=static_world_model.dataset.test_fraction=1.5", check=False)
     assert proc.returncode != 0 and "static_world_model.dataset.test_fraction" in proc.stdout + proc.stderr

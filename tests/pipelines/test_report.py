@@ -122,7 +122,7 @@ def test_bad_parameter_is_named() -> None:
 
 def test_kedro_report_pipeline(project: Path) -> None:
     uri = make_store(project / "mlflow.db")  # where conf/base/mlflow.yml points
-    kedro_run(project, "--pipeline=report", "--params=report.bootstrap_reps=100")
+    kedro_run(project, "--pipelines=report", "--params=report.bootstrap_reps=100")
     out = project / "data" / "08_reporting"
     table = pd.read_csv(out / "per_game.csv", index_col="game")
     assert table.loc["Breakout", "hns"] == pytest.approx(0.5)

@@ -230,7 +230,7 @@ class DatasetPaths:
         return self.root / INDEX_NAME
 
 
-def load_index(root: str | Path, hint: str = "kedro run --pipeline=static_world_model_ingest") -> dict[str, Any]:
+def load_index(root: str | Path, hint: str = "kedro run --pipelines=static_world_model_ingest") -> dict[str, Any]:
     """The ingest index of ``root``; raises a clear error when the dataset was never ingested.
 
     Indexes written before the static_world_model family (CS:GO only) read as multi-hot 51-dim actions
