@@ -22,7 +22,7 @@ from kedro.framework.hooks import hook_impl
 
 from diamond_kedro.config import parse_config
 from diamond_kedro.distributed import env_rank
-from diamond_kedro.reporting import EpochReport, add_sink, remove_sink
+from diamond_kedro.reporting import EpochReport, add_sink, mlflow_experiment_id, remove_sink
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +168,9 @@ class MlflowTrackingHook:
             name = self._conf.get("experiment_name", "diamond-atari")
         else:  # csgo, or a static world model's dataset name
             name = self._conf.get(f"{kind}_experiment_name", f"diamond-{kind}")
-        experiment = self._client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
         location = self._conf.get("artifact_location")
         location = Path(location).resolve().as_uri() if location else None
-        return self._client.create_experiment(name, artifact_location=location)
+        return mlflow_experiment_id(self._client, name, location)  # tagged for MLflow's model-training view
 
     def _run_id(self, report: EpochReport) -> str:
         """The MLflow run of ``report.run_key``: resumed if it exists, else created with the run's params."""

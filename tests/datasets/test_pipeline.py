@@ -40,7 +40,9 @@ def test_video_ingest_then_an_epoch_logged_to_mlflow(tmp_path: Path) -> None:
     assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == 1
 
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    runs = client.search_runs(client.get_experiment_by_name("diamond-myclips").experiment_id)
+    experiment = client.get_experiment_by_name("diamond-myclips")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's model-training view
+    runs = client.search_runs(experiment.experiment_id)
     assert len(runs) == 1 and runs[0].data.tags["diamond.run_key"] == "myclips_ci"
     logged = runs[0].data.metrics
     assert {"denoiser/train/loss_denoising", "denoiser/test/loss_denoising", "fidelity/psnr_h1",

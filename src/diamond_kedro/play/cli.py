@@ -242,9 +242,10 @@ def _log_mlflow(experiment: str, params: dict[str, Any], stats: dict[str, Any]) 
 
     from diamond_kedro.play.loading import tracking_uri
 
+    from diamond_kedro.reporting import mlflow_experiment_id
+
     client = MlflowClient(tracking_uri=tracking_uri())
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = mlflow_experiment_id(client, experiment)
     run = client.create_run(exp_id, run_name=f"play-{params['family']}", tags={"diamond.play": "1"})
     rid = run.info.run_id
     for k, v in params.items():

@@ -191,13 +191,14 @@ def prepare_mlflow(sweep: Sweep) -> None:
         return
     from mlflow import MlflowClient
 
+    from diamond_kedro.reporting import mlflow_experiment_id
+
     client = MlflowClient(tracking_uri=sweep.tracking_uri)
-    if client.get_experiment_by_name(sweep.experiment_name) is None:
-        location = sweep.artifact_location
-        if location:  # as the MLflow hook does, relative to the project
-            path = Path(location)
-            location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
-        client.create_experiment(sweep.experiment_name, artifact_location=location)
+    location = sweep.artifact_location
+    if location:  # as the MLflow hook does, relative to the project
+        path = Path(location)
+        location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
+    mlflow_experiment_id(client, sweep.experiment_name, location)
 
 
 def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:
