@@ -69,6 +69,10 @@ def test_a_finished_run_is_one_line(project: Path, tmp_path: Path) -> None:
     write_video(raw / "clip.mp4", 0, 12)
     pd.DataFrame({"frame": range(12), "action": [i % 3 for i in range(12)]}).to_csv(raw / "clip.csv", index=False)
     static_profile(project, name="done", path=str(raw))
+    # training before the ingest: the one line says what to run first
+    line = one_error_line(kedro_run(project, "--pipelines=static_world_model", "--env=ci", check=False))
+    assert line.endswith("index.json does not exist: ingest the dataset first "
+                         "(kedro run --pipelines=static_world_model_ingest)")
     kedro_run(project, "--pipelines=static_world_model_ingest", "--env=ci")
     kedro_run(project, "--pipelines=static_world_model", "--env=ci")  # its only epoch (num_epochs 1)
     line = one_error_line(kedro_run(project, "--pipelines=static_world_model", "--env=ci", check=False))

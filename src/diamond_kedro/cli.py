@@ -68,6 +68,10 @@ def _log_traceback(exc: BaseException) -> None:
 
 
 def _run(verbose: bool, **kwargs: Any) -> Any:
+    # MLflow's own stderr handler logs INFO lines ("Creating initial MLflow database tables...") on a new
+    # store; warnings are enough on the terminal (MLFLOW_LOGGING_LEVEL=INFO brings them back). Set before the
+    # hooks import mlflow, which reads it once.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         return kedro_run.callback(**kwargs)
     except Exception as exc:

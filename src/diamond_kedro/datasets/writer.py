@@ -60,6 +60,10 @@ class DatasetError(UserError, ValueError):
     """A source file is not as expected (corrupt, missing rows, wrong width...); the message names it."""
 
 
+class DatasetNotIngested(UserError, FileNotFoundError):
+    """A run or play asks for a dataset that was never ingested; the message names the ingest command."""
+
+
 # --------------------------------------------------------------------------------------------------
 # actions
 # --------------------------------------------------------------------------------------------------
@@ -237,7 +241,7 @@ def load_index(root: str | Path, hint: str = "kedro run --pipelines=static_world
     with an upsampler."""
     path = DatasetPaths(Path(root)).index
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: ingest the dataset first ({hint})")
+        raise DatasetNotIngested(f"{path} does not exist: ingest the dataset first ({hint})")
     try:
         index = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
