@@ -138,3 +138,5 @@ def test_kedro_report_pipeline(project: Path) -> None:
     logged = {a.path for a in client.list_artifacts(reports[0].info.run_id, "report")}
     assert "report/report.md" in logged and "report/per_game.csv" in logged
     assert len(load_runs(uri, EXPERIMENT)) == 4  # the report run is never read back as a training run
+    # the experiment (made before by hand) now opens in MLflow's model-training view
+    assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
