@@ -25,3 +25,17 @@ def test_experiments_are_created_or_tagged_as_custom_model_development(tmp_path:
     mine = client.create_experiment("diamond-play", tags={KIND: "genai_development"})
     mlflow_experiment_id(client, "diamond-play")
     assert client.get_experiment(mine).tags[KIND] == "genai_development"  # a user's own choice stays
+
+
+def test_the_sweep_experiment_is_tagged(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from diamond_kedro.sweep.cli import prepare_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.delenv("DIAMOND_MLFLOW", raising=False)
+    prepare_mlflow(SimpleNamespace(tracking_uri=uri, experiment_name="diamond-atari", artifact_location="mlruns",
+                                   project=str(tmp_path)))
+    experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name("diamond-atari")
+    assert experiment.tags[KIND] == "custom_model_development"
+    assert experiment.artifact_location == (tmp_path / "mlruns").resolve().as_uri()  # relative to the project
