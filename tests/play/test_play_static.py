@@ -85,3 +85,34 @@ def test_replayed_steps_equal_imagine(static_run: Path, monkeypatch: pytest.Monk
     imagined = imagine_dynamics(play.denoiser, ctx.low.unsqueeze(0), seq)
     assert torch.equal(play.full, imagined[:, -1])  # no upsampler: the shown frame is the dynamics model's
     assert np.array_equal(play.frame(), play.low_res_frame())
+
+
+def test_play_a_static_run_with_an_upsampler_and_multi_hot_actions(tmp_path_factory: pytest.TempPathFactory,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    base = tmp_path_factory.mktemp("static_up")
+    (base / "project").mkdir()
+    project = copy_project(base / "project")
+    raw = base / "raw"
+    for v in (0, 1):  # two videos: one is the test episode
+        write_video(raw / f"clip{v}.mp4", v, 12)
+        pd.DataFrame({"frame": range(12), "jump": [i % 2 for i in range(12)], "fire": [(i // 3) % 2 for i in range(12)]}
+                     ).to_csv(raw / f"clip{v}.csv", index=False)
+    ci = project / "conf/ci/parameters_static_world_model.yml"
+    params = yaml.safe_load(ci.read_text())
+    params["static_world_model"]["dataset"].update(name="upclips", path=str(raw), low_res_size=[16, 16],
+                                                   video={"action_columns": ["jump", "fire"]})
+    ci.write_text(yaml.safe_dump(params))
+    kedro_run(project, "--pipelines=static_world_model_ingest", "--env=ci")
+    kedro_run(project, "--pipelines=static_world_model", "--env=ci")
+
+    monkeypatch.chdir(project)
+    src = load_csgo_source(run="data/runs/upclips_ci")
+    assert src.upsampler is not None and src.action.to_dict() == {"kind": "multi_hot", "dim": 2}
+    play = CsgoPlay(src, dataset_contexts(src.data_root, src.denoiser.num_steps_conditioning), policy="random")
+    a = play.step()
+    assert a.shape == (2,) and set(a.tolist()) <= {0.0, 1.0}
+    assert play.frame().shape == (32, 32, 3) and play.low_res_frame().shape == (16, 16, 3)  # upsampled x2
+    assert play.cycle_policy() == "replay" and play.cycle_policy() == "random"  # no "human" for 2 keys
+    rc = main(["static", "--run", "data/runs/upclips_ci", "--headless", "--steps", "2", "--policy", "random"])
+    assert rc == 0, capsys.readouterr().err
