@@ -116,3 +116,12 @@ def test_play_a_static_run_with_an_upsampler_and_multi_hot_actions(tmp_path_fact
     assert play.cycle_policy() == "replay" and play.cycle_policy() == "random"  # no "human" for 2 keys
     rc = main(["static", "--run", "data/runs/upclips_ci", "--headless", "--steps", "2", "--policy", "random"])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_contexts_come_from_the_training_split_when_the_test_part_is_too_short(static_run: Path) -> None:
+    data = static_run / "data/static/oneclip"  # test episode: 7 frames, training episode: 17
+    assert all(c.name.startswith("test episode 0 @ ") for c in dataset_contexts(data, 7))
+    longer = dataset_contexts(data, 8)
+    assert len(longer) == 1 and longer[0].name.startswith("train episode 0 @ ") and longer[0].low.shape[0] == 8
+    with pytest.raises(Exception, match="no test or training episode has 18 frames"):
+        dataset_contexts(data, 18)

@@ -41,7 +41,7 @@ class CsgoContext:
     act: Tensor  # (L, 51) (or (L,) ids / (L, A) of a static_world_model run); the last row is overwritten by the first played action
     next_act: Tensor  # (T, 51) the recorded actions from the newest context frame on (may be empty)
     name: str
-    episode: int | None = None  # test-split episode id and window start (dataset contexts)
+    episode: int | None = None  # episode id in its split (test, else train: see dataset_contexts) and window start
     start: int | None = None
 
 
@@ -56,24 +56,36 @@ def _act_tensor(act: np.ndarray) -> Tensor:
 
 
 def dataset_contexts(data_root: str | Path, num_cond: int, seed: int = 0, max_contexts: int = 64) -> list[CsgoContext]:
-    """Contexts from the test split of an ingested dataset (random window starts, seeded). A dataset ingested
-    without an upsampler has only ``low_res`` (its frames are the full-resolution ones)."""
+    """Contexts from the test split of an ingested dataset (random window starts, seeded); from the training
+    split when no test episode has ``num_cond`` frames (a short single recording, whose time-split test part
+    is shorter than a context). A dataset ingested without an upsampler has only ``low_res`` (its frames are
+    the full-resolution ones)."""
+    root = Path(data_root)
+    out = _split_contexts(root, "test", num_cond, seed, max_contexts, required=True)
+    if not out:
+        out = _split_contexts(root, "train", num_cond, seed, max_contexts, required=False)
+    if not out:
+        raise PlayError(f"{root}: no test or training episode has {num_cond} frames")
+    return out
+
+
+def _split_contexts(root: Path, split: str, num_cond: int, seed: int, max_contexts: int,
+                    required: bool) -> list[CsgoContext]:
     from diamond_kedro.replay.store import ReplayStore
 
-    root = Path(data_root)
     stores = {}
     for res in ("low_res", "full_res"):
-        path = root / res / "test"
+        path = root / res / split
         if not (path / "manifest.json").exists():
             if res == "full_res" and "low_res" in stores:
                 continue
+            if not required:
+                return []
             raise PlayError(f"{path} is not an ingested dataset store: run the csgo_ingest or "
                             "static_world_model_ingest pipeline, or pass --data/--spawn")
         stores[res] = ReplayStore(path, create=False)
     low_store = stores["low_res"]
     full_store = stores.get("full_res", low_store)
-    if low_store.num_episodes == 0:
-        raise PlayError(f"{root}/low_res/test has no episodes")
     rng = np.random.default_rng(seed)
     out = []
     for eid in low_store.episode_ids[:max_contexts]:
@@ -87,10 +99,8 @@ def dataset_contexts(data_root: str | Path, num_cond: int, seed: int = 0, max_co
             full_last=_u8_chw(full_ep.obs[start + num_cond - 1]).permute(2, 0, 1),
             act=_act_tensor(low_ep.act[sl]),
             next_act=_act_tensor(low_ep.act[start + num_cond - 1 :]),
-            name=f"test episode {eid} @ {start}", episode=int(eid), start=start,
+            name=f"{split} episode {eid} @ {start}", episode=int(eid), start=start,
         ))
-    if not out:
-        raise PlayError(f"{root}: no test episode has {num_cond} frames")
     return out
 
 
