@@ -339,9 +339,9 @@ def log_report(
     (never mistaken for a training run). Returns the MLflow run id."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
     from diamond_kedro.reporting import mlflow_experiment_id
 
+    client = MlflowClient(tracking_uri=tracking_uri)
     location = Path(artifact_location).resolve().as_uri() if artifact_location else None
     experiment_id = mlflow_experiment_id(client, experiment_name, location)
     run = client.create_run(experiment_id, run_name=run_name, tags={REPORT_TAG: "true"})
