@@ -26,7 +26,7 @@ setup: $(VENV)/.installed
 # One epoch of the paper's training loop, quick CPU profile (resumes the run); then record the replay
 # store and checkpoints as the outputs of the DVC stage atari@Breakout (when ENV is dvc_params' profile).
 run: setup
-	$(VENV)/bin/kedro run --pipeline=$(PIPELINE) --env=$(ENV)
+	$(VENV)/bin/kedro run --pipelines=$(PIPELINE) --env=$(ENV)
 	if grep -qx "kedro_env: $(ENV)" dvc_params.yaml; then $(VENV)/bin/dvc commit --force --quiet atari@Breakout; fi
 
 test: setup

@@ -1,7 +1,7 @@
 """Kedro hooks: parameter validation before any work, and MLflow tracking at the edge.
 
 Why not kedro-mlflow: it opens one MLflow run per ``kedro run``, while a DIAMOND training run spans many
-``kedro run --pipeline=atari_epoch`` calls (one per epoch, resumable). We want one MLflow run per training
+``kedro run --pipelines=atari_epoch`` calls (one per epoch, resumable). We want one MLflow run per training
 run (game, seed, name) that every epoch resumes, with metrics at ``step = epoch``. That takes ~100 lines.
 
 CS:GO: pipelines whose nodes take ``params:csgo`` have that section validated (``parse_csgo_config``); those
@@ -24,7 +24,7 @@ from kedro.framework.hooks import hook_impl
 
 from diamond_kedro.config import parse_config
 from diamond_kedro.distributed import env_rank
-from diamond_kedro.reporting import EpochReport, add_sink, remove_sink
+from diamond_kedro.reporting import EpochReport, add_sink, mlflow_experiment_id, remove_sink
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +203,10 @@ class MlflowTrackingHook:
             name = self._conf.get("experiment_name", "diamond-atari")
         else:  # csgo, or a static world model's dataset name
             name = self._conf.get(f"{kind}_experiment_name", f"diamond-{kind}")
+        location = self._conf.get("artifact_location")
+        location = Path(location).resolve().as_uri() if location else None
         with store_lock(self.tracking_uri()):  # one creator among processes starting together
-            experiment = self._client.get_experiment_by_name(name)
-            if experiment is not None:
-                return experiment.experiment_id
-            location = self._conf.get("artifact_location")
-            location = Path(location).resolve().as_uri() if location else None
-            return self._client.create_experiment(name, artifact_location=location)
+            return mlflow_experiment_id(self._client, name, location)  # tagged for MLflow's model-training view
 
     def _run_id(self, report: EpochReport) -> str:
         """The MLflow run of ``report.run_key``: resumed if it exists, else created; either way it ends up

@@ -35,6 +35,31 @@ def emit(report: "EpochReport") -> None:
         sink(report)
 
 
+# MLflow's UI picks its view from this experiment tag: without it MLflow 3 may file a short run under
+# "GenAI -> Evaluation runs"; "custom_model_development" gives the model-training view (metrics, artifacts).
+MLFLOW_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def mlflow_experiment_id(client: Any, name: str, artifact_location: str | None = None) -> str:
+    """The id of MLflow experiment ``name`` (``client``: an ``MlflowClient``), created with
+    :data:`MLFLOW_EXPERIMENT_TAGS` if missing; an existing experiment without the tag gets it (one a user
+    tagged otherwise is left alone). Every experiment the project logs to (training runs, report, sweep,
+    play) goes through here."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location, tags=MLFLOW_EXPERIMENT_TAGS)
+        except Exception:  # another process created it first (runs starting together): use theirs
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    tags = experiment.tags or {}
+    for key, value in MLFLOW_EXPERIMENT_TAGS.items():
+        if key not in tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
 def flatten(tree: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists are kept as values)."""
     out: dict[str, Any] = {}

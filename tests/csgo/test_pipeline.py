@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import mlflow
-import torch
 
 from tests.pipelines.conftest import kedro_run
 
@@ -20,13 +19,13 @@ T = 12
 def test_ingest_then_two_epochs_log_to_one_mlflow_run(tmp_path: Path) -> None:
     project, data = published_layout_project(tmp_path, T)
 
-    kedro_run(project, "--pipeline=csgo_ingest", "--env=ci", f"--params={data}")
+    kedro_run(project, "--pipelines=csgo_ingest", "--env=ci", f"--params={data}")
     index = json.loads((project / "data/csgo/index.json").read_text())
     assert index["splits"] == {"train": ["1-3/hdf5_dm_july2021_1.hdf5", "1-3/hdf5_dm_july2021_3.hdf5"],
                                "test": ["1-3/hdf5_dm_july2021_2.hdf5"]}
 
-    kedro_run(project, "--pipeline=csgo", "--env=ci")
-    kedro_run(project, "--pipeline=csgo", "--env=ci")
+    kedro_run(project, "--pipelines=csgo", "--env=ci")
+    kedro_run(project, "--pipelines=csgo", "--env=ci")
     state = load_state_file(project / RUN / "checkpoints/state.pt")
     assert state["counters"]["epoch"] == 2
     # ci: 2 optimiser steps per epoch per model
@@ -51,5 +50,5 @@ def test_ingest_then_two_epochs_log_to_one_mlflow_run(tmp_path: Path) -> None:
     assert runs[0].data.params["denoiser.training.grad_acc_steps"] == "2"
 
     # a bad parameter is named before any work
-    proc = kedro_run(project, "--pipeline=csgo", "--env=ci", "--params=csgo.denoiser.training.lr=-1", check=False)
+    proc = kedro_run(project, "--pipelines=csgo", "--env=ci", "--params=csgo.denoiser.training.lr=-1", check=False)
     assert proc.returncode != 0 and "csgo.denoiser.training.lr" in proc.stdout + proc.stderr

@@ -92,3 +92,70 @@ def test_config_derives_the_upsampling_factor_and_names_bad_values() -> None:
             parse_static_config({"dataset": bad})
     with pytest.raises(StaticWorldModelConfigError, match="static_world_model.upsampler.model.upsampling_factor"):
         parse_static_config({"upsampler": {"model": {"upsampling_factor": 5}}})  # derived, not set
+
+
+def test_time_split_cut_of_a_single_episode() -> None:
+    from diamond_kedro.datasets.writer import time_split_cut
+
+    # T=37, 10 %: round(3.7) = 4 test frames -> cut at 33
+    assert time_split_cut(37, 0.1) == 33
+    # T=11, 10 %: round(1.1) = 1, raised to 2 frames (one transition) -> cut at 9
+    assert time_split_cut(11, 0.1) == 9
+    # T=5, 90 %: round(4.5) = 4 (banker's rounding), capped so training keeps 2 frames -> cut at 2
+    assert time_split_cut(5, 0.9) == 2
+    # too short for two parts of 2 frames, or no test fraction: no split
+    assert time_split_cut(3, 0.5) is None and time_split_cut(100, 0.0) is None
+
+
+class _OneEpisode:
+    """A source of one unit holding one episode whose frame i is filled with the value i (so the split is visible)."""
+
+    kind = "fake"
+
+    def __init__(self, t: int, name: str = "clip.mp4") -> None:
+        self.t, self.name = t, name
+
+    def units(self):
+        from diamond_kedro.datasets.writer import Unit
+
+        return [Unit(self.name, (self.name,), self.name)]
+
+    def action_spec(self) -> ActionSpec:
+        return ActionSpec("discrete", 3)
+
+    def settings(self) -> dict:
+        return {}
+
+    def read(self, unit):
+        from diamond_kedro.datasets.writer import RawEpisode
+
+        obs = np.broadcast_to(np.arange(self.t, dtype=np.uint8)[:, None, None, None], (self.t, 8, 8, 3)).copy()
+        end = np.zeros(self.t, np.uint8)
+        end[-1] = 1
+        return [RawEpisode(self.name, obs, np.arange(self.t) % 3, end=end)]
+
+
+def test_a_single_video_gets_its_last_frames_as_test_episode(tmp_path, caplog) -> None:
+    from diamond_kedro.datasets.writer import write_dataset
+    from diamond_kedro.replay.store import ReplayStore
+
+    summary = write_dataset(_OneEpisode(20), tmp_path / "ds", (8, 8), None, test_fraction=0.2, fsync=False, progress=False)
+    assert summary.num_episodes == {"train": 1, "test": 1}
+    import json
+
+    index = json.loads((tmp_path / "ds/index.json").read_text())
+    # 20 frames, 20 % -> 4 test frames: [16:20]; training keeps [:16]; no segment can cross the cut
+    assert index["splits"] == {"train": ["clip.mp4[:16]"], "test": ["clip.mp4[16:20]"]}
+    train = ReplayStore(tmp_path / "ds/low_res/train", create=False).load_episode(0)
+    test = ReplayStore(tmp_path / "ds/low_res/test", create=False).load_episode(0)
+    assert list(train.obs[:, 0, 0, 0]) == list(range(16)) and list(test.obs[:, 0, 0, 0]) == [16, 17, 18, 19]
+    assert list(train.act) == [i % 3 for i in range(16)] and list(test.act) == [i % 3 for i in range(16, 20)]
+    # the recording's end stays with the test part; the training part is truncated at the cut
+    assert train.end.sum() == 0 and train.trunc[-1] == 1 and test.end[-1] == 1
+
+    # fraction 0: no test episode, and the ingest says evaluation will be skipped
+    with caplog.at_level("WARNING", logger="diamond_kedro.datasets.writer"):
+        summary = write_dataset(_OneEpisode(20), tmp_path / "none", (8, 8), None, test_fraction=0.0, fsync=False,
+                                progress=False)
+    assert summary.num_episodes == {"train": 1, "test": 0}
+    assert any("no test episodes: evaluation" in r.getMessage() for r in caplog.records)

@@ -28,7 +28,7 @@ def _torchrun(project: Path, params: str) -> subprocess.CompletedProcess:
 
 def test_csgo_epochs_under_torchrun(tmp_path: Path) -> None:
     project, data = published_layout_project(tmp_path, T)
-    kedro_run(project, "--pipeline=csgo_ingest", "--env=ci", f"--params={data}")
+    kedro_run(project, "--pipelines=csgo_ingest", "--env=ci", f"--params={data}")
 
     # one epoch of 2 optimiser steps per model, each of 2 accumulated micro-batches of 2 (1 row per rank)
     proc = _torchrun(project, "csgo.upsampler.training.batch_size=2,csgo.run.num_epochs=1,csgo.evaluate.every=1")

@@ -1,5 +1,5 @@
 """The notebooks run top to bottom against a real ci-profile training run (two epochs of
-``kedro run --pipeline=atari_epoch --env=ci`` in a throw-away copy of the project), and show what they
+``kedro run --pipelines=atari_epoch --env=ci`` in a throw-away copy of the project), and show what they
 promise. The kernel is told where the run's MLflow store is through ``MLFLOW_TRACKING_URI``."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 def ci_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("project"))
     for _ in range(2):  # epoch 2 is an evaluation epoch of the ci profile (evaluate.every = 2)
-        kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+        kedro_run(project, "--pipelines=atari_epoch", "--env=ci")
     return project
 
 

@@ -32,7 +32,7 @@ def _metric_history(project: Path, key: str) -> list[tuple[int, float]]:
 
 
 def test_two_epochs_advance_grow_replay_and_log_to_one_mlflow_run(project: Path) -> None:
-    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    kedro_run(project, "--pipelines=atari_epoch", "--env=ci")
     state1 = _state(project)
     steps1 = ReplayStore(project / RUN / "replay" / "train").num_steps
     assert state1["counters"]["epoch"] == 1
@@ -62,11 +62,11 @@ def test_two_epochs_advance_grow_replay_and_log_to_one_mlflow_run(project: Path)
 
 
 def test_killed_epoch_resumes_without_lost_or_duplicated_transitions(project: Path) -> None:
-    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    kedro_run(project, "--pipelines=atari_epoch", "--env=ci")
     committed = ReplayStore(project / RUN / "replay" / "train").num_steps
 
     # Epoch 2 with a long denoiser phase, killed (SIGKILL) once its collection has hit the disk.
-    cmd = [str(BIN / "kedro"), "run", "--pipeline=atari_epoch", "--env=ci",
+    cmd = [str(BIN / "kedro"), "run", "--pipelines=atari_epoch", "--env=ci",
            "--params=denoiser.training.steps_per_epoch=100000"]
     proc = subprocess.Popen(cmd, cwd=project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -84,7 +84,7 @@ def test_killed_epoch_resumes_without_lost_or_duplicated_transitions(project: Pa
     proc.wait()
     assert _state(project)["counters"]["epoch"] == 1  # nothing of epoch 2 was committed
 
-    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    kedro_run(project, "--pipelines=atari_epoch", "--env=ci")
     state = _state(project)
     store = ReplayStore(project / RUN / "replay" / "train")
     assert state["counters"]["epoch"] == 2
@@ -93,19 +93,19 @@ def test_killed_epoch_resumes_without_lost_or_duplicated_transitions(project: Pa
 
 
 def test_bad_parameter_fails_before_any_work_and_names_it(project: Path) -> None:
-    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", "--params=denoiser.training.lr=-1", check=False)
+    proc = kedro_run(project, "--pipelines=atari_epoch", "--env=ci", "--params=denoiser.training.lr=-1", check=False)
     assert proc.returncode != 0
     assert "denoiser.training.lr" in proc.stdout + proc.stderr
     assert not (project / RUN).exists()  # nothing was collected or written
 
-    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", "--params=env.game=NotAGame", check=False)
+    proc = kedro_run(project, "--pipelines=atari_epoch", "--env=ci", "--params=env.game=NotAGame", check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "env.game" in out and "NotAGame" in out and "Breakout" in out and "MsPacman" in out
 
 
 def test_namespaced_copies_train_several_games_each_in_its_own_run(project: Path) -> None:
-    kedro_run(project, "--pipeline=atari_games", "--namespaces=breakout,pong", "--env=ci")
+    kedro_run(project, "--pipelines=atari_games", "--namespaces=breakout,pong", "--env=ci")
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs(client.get_experiment_by_name("diamond-atari").experiment_id)
     assert sorted(r.info.run_name for r in runs) == ["Breakout_seed0_ci", "Pong_seed0_ci"]
@@ -122,7 +122,7 @@ def test_namespaced_copies_train_several_games_each_in_its_own_run(project: Path
 
 
 def test_collect_pipeline_grows_the_store_without_training(project: Path) -> None:
-    kedro_run(project, "--pipeline=collect", "--env=ci")
+    kedro_run(project, "--pipelines=collect", "--env=ci")
     state = _state(project)
     store = ReplayStore(project / RUN / "replay" / "train")
     assert state["counters"]["epoch"] == 1 and store.num_steps == state["counters"]["env_steps"] >= 250
@@ -130,9 +130,9 @@ def test_collect_pipeline_grows_the_store_without_training(project: Path) -> Non
 
 
 def test_changed_model_shape_fails_with_a_clear_error_and_keeps_the_run(project: Path) -> None:
-    kedro_run(project, "--pipeline=atari_epoch", "--env=ci")
+    kedro_run(project, "--pipelines=atari_epoch", "--env=ci")
     before = (project / RUN / "checkpoints" / "state.pt").read_bytes()
-    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", "--params=denoiser.model.cond_channels=32",
+    proc = kedro_run(project, "--pipelines=atari_epoch", "--env=ci", "--params=denoiser.model.cond_channels=32",
                      check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
@@ -141,5 +141,5 @@ def test_changed_model_shape_fails_with_a_clear_error_and_keeps_the_run(project:
 
     state = project / RUN / "checkpoints" / "state.pt"
     state.write_bytes(b"not a checkpoint")
-    proc = kedro_run(project, "--pipeline=atari_epoch", "--env=ci", check=False)
+    proc = kedro_run(project, "--pipelines=atari_epoch", "--env=ci", check=False)
     assert proc.returncode != 0 and "cannot read run state" in proc.stdout + proc.stderr

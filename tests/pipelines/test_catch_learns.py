@@ -1,6 +1,6 @@
 """A shortened Catch run through the real `atari` pipeline (replay store, MLflow, checkpoints) learns.
 
-The whole run is ``kedro run --pipeline=atari --env=catch --params=env.game=Catch`` with fewer steps
+The whole run is ``kedro run --pipelines=atari --env=catch --params=env.game=Catch`` with fewer steps
 (README, "A run that learns: Catch"). A policy that ignores the ball scores Binomial(10, 1/4) per game
 (mean 2.5, sd 1.37): the mean of the final evaluation's 20 games has sd 0.31 for such a policy, so the
 threshold below (2.5 + 1.5) is about 5 sd away from anything a seed of a ball-blind policy reaches.
@@ -27,7 +27,7 @@ SHORT = ",".join(["env.game=Catch", "run.total_env_steps=1100", "evaluate.fideli
 
 
 def test_a_short_catch_run_beats_random_by_a_margin(project: Path) -> None:
-    kedro_run(project, "--pipeline=atari", "--env=catch", f"--params={SHORT}", timeout=900)
+    kedro_run(project, "--pipelines=atari", "--env=catch", f"--params={SHORT}", timeout=900)
     metrics = json.loads((project / RUN / "metrics.json").read_text())
     random_mean = float((random_policy_return_pmf(4, 10) * range(11)).sum())
     assert random_mean == pytest.approx(2.5)

@@ -122,7 +122,7 @@ def test_bad_parameter_is_named() -> None:
 
 def test_kedro_report_pipeline(project: Path) -> None:
     uri = make_store(project / "mlflow.db")  # where conf/base/mlflow.yml points
-    kedro_run(project, "--pipeline=report", "--params=report.bootstrap_reps=100")
+    kedro_run(project, "--pipelines=report", "--params=report.bootstrap_reps=100")
     out = project / "data" / "08_reporting"
     table = pd.read_csv(out / "per_game.csv", index_col="game")
     assert table.loc["Breakout", "hns"] == pytest.approx(0.5)
@@ -138,3 +138,5 @@ def test_kedro_report_pipeline(project: Path) -> None:
     logged = {a.path for a in client.list_artifacts(reports[0].info.run_id, "report")}
     assert "report/report.md" in logged and "report/per_game.csv" in logged
     assert len(load_runs(uri, EXPERIMENT)) == 4  # the report run is never read back as a training run
+    # the experiment (made before by hand) now opens in MLflow's model-training view
+    assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"

@@ -122,6 +122,7 @@ def test_mlflow_registry_round_trip(atari_run: Path, tmp_path: Path, monkeypatch
                "--record", str(tmp_path / "v.mp4"), "--log-mlflow", "--height", "32"])
     assert rc == 0, capsys.readouterr().err
     play_exp = client.get_experiment_by_name("diamond-play")
+    assert play_exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (run,) = client.search_runs([play_exp.experiment_id])
     assert run.data.metrics["steps"] == 3
     assert [f.path for f in client.list_artifacts(run.info.run_id, "play")] == ["play/v.mp4"]

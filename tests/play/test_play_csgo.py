@@ -135,7 +135,7 @@ def test_bad_input_fails_with_one_line(csgo_run: tuple[Path, Path], atari_run: P
     agent_file = atari_run / "checkpoints" / "agent_versions" / "agent_epoch_00001.pt"
     assert "is an Atari agent" in one_error_line(capsys, ["csgo", "--checkpoint", str(agent_file), *head])
     assert "unknown CS:GO key 'jump'" in one_error_line(capsys, ["csgo", "--run", str(run), "--keys", "jump", *head])
-    assert "not an ingested CS:GO store" in one_error_line(capsys, ["csgo", "--run", str(run), "--data", str(tmp_path), *head])
+    assert "not an ingested dataset store" in one_error_line(capsys, ["csgo", "--run", str(run), "--data", str(tmp_path), *head])
     # the ci models are not the paper-size models the authors' file holds
     flat = tmp_path / "csgo.pt"
     src = load_csgo_source(run=str(run))

@@ -40,7 +40,7 @@ INDEX_NAME = "index.json"
 
 def load_index(root: str | Path) -> dict:
     """The ingest index of ``root`` (raises a clear error when the dataset was never ingested)."""
-    return _load_index(root, hint="kedro run --pipeline=csgo_ingest")
+    return _load_index(root, hint="kedro run --pipelines=csgo_ingest")
 
 
 def episode_file_ids(root: str | Path, split: str) -> list[str]:

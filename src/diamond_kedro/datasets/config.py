@@ -73,7 +73,9 @@ class DatasetConfig(_Strict):
     resize: Literal["pad", "stretch"] = "pad"  # pad: aspect kept, black bars; stretch: each axis on its own
     action_kind: Literal["auto", "discrete", "multi_hot", "continuous"] = "auto"
     num_actions: int | None = Field(default=None, gt=0)  # discrete: number of ids (null = from the data)
-    test_fraction: float = Field(default=0.1, ge=0, lt=1)  # share of episodes held out (evenly spaced by name)
+    # share of episodes held out (evenly spaced by name); a dataset of ONE episode (one video) holds out its
+    # last test_fraction of frames instead (datasets.writer.time_split_cut)
+    test_fraction: float = Field(default=0.1, ge=0, lt=1)
     test_split_file: str | None = None  # a list of file / episode names instead of test_fraction
     fps: float = Field(default=15.0, gt=0)  # the recording's frame rate: videos are written at it
     on_bad_file: Literal["raise", "skip"] = "raise"  # skip = record the file and its error in index.json

@@ -65,6 +65,10 @@ class DatasetError(UserError, ValueError):
     """A source file is not as expected (corrupt, missing rows, wrong width...); the message names it."""
 
 
+class DatasetNotIngested(UserError, FileNotFoundError):
+    """A run or play asks for a dataset that was never ingested; the message names the ingest command."""
+
+
 # --------------------------------------------------------------------------------------------------
 # actions
 # --------------------------------------------------------------------------------------------------
@@ -238,14 +242,14 @@ class DatasetPaths:
         return self.root / INDEX_NAME
 
 
-def load_index(root: str | Path, hint: str = "kedro run --pipeline=static_world_model_ingest") -> dict[str, Any]:
+def load_index(root: str | Path, hint: str = "kedro run --pipelines=static_world_model_ingest") -> dict[str, Any]:
     """The ingest index of ``root``; raises a clear error when the dataset was never ingested.
 
     Indexes written before the static_world_model family (CS:GO only) read as multi-hot 51-dim actions
     with an upsampler."""
     path = DatasetPaths(Path(root)).index
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: ingest the dataset first ({hint})")
+        raise DatasetNotIngested(f"{path} does not exist: ingest the dataset first ({hint})")
     try:
         index = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -281,6 +285,25 @@ def choose_test_episodes(names: Sequence[str], test_names: set[str] | None, test
     k = min(n - 1, max(1, round(test_fraction * n))) if n >= 2 else 0
     # positions (i + 0.5) * n / k: spread over the list, deterministic
     return {ordered[min(n - 1, int((i + 0.5) * n / k))] for i in range(k)}
+
+
+MIN_TIME_SPLIT_FRAMES = 2  # each part of a time-split episode keeps at least one transition
+
+
+def time_split_cut(num_frames: int, test_fraction: float) -> int | None:
+    """Where a dataset of ONE episode (one video) is cut in time: frames ``[cut:]`` become the test episode and
+    ``[:cut]`` the training one, so a single recording still gets a test split. The test part has
+    ``round(test_fraction * T)`` frames, at least 2 (one transition), and the training part keeps at least 2;
+    None (no split) when the episode is too short for that or the fraction is 0."""
+    if not test_fraction or num_frames < 2 * MIN_TIME_SPLIT_FRAMES:
+        return None
+    k = min(num_frames - MIN_TIME_SPLIT_FRAMES, max(MIN_TIME_SPLIT_FRAMES, round(test_fraction * num_frames)))
+    return num_frames - k
+
+
+def time_split_names(name: str, cut: int, num_frames: int) -> tuple[str, str]:
+    """The index names of the two parts of a time-split episode: ``<name>[:cut]`` (train), ``<name>[cut:]`` (test)."""
+    return f"{name}[:{cut}]", f"{name}[{cut}:{num_frames}]"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -439,7 +462,10 @@ def _write_dataset(
     summary.skipped_existing = len(units) - len(todo)
     all_names = [e for u in units if u.error is None for e in u.episodes]  # a bad file is as if absent
     test_set = choose_test_episodes(all_names, test_names, test_fraction)
-    for unit in tqdm(todo, desc=f"{source.kind} ingest", unit="file", disable=not progress or not todo):
+    # one episode in all (one video): no episode can be held out, so its last frames are (time_split_cut);
+    # the two parts are separate episodes, so no training or test segment crosses the cut
+    split_in_time = test_names is None and bool(test_fraction) and len(all_names) == 1
+    for unit in tqdm(todo, desc=f"{source.kind} ingest", unit="file", disable=True if not progress or not todo else None):  # None: no bar when stderr is not a terminal
         try:
             if unit.error is not None:
                 raise DatasetError(unit.error)
@@ -464,22 +490,34 @@ def _write_dataset(
             continue
         index["in_progress"] = {"file_id": unit.file_id}
         atomic_write_text(paths.index, json.dumps(index, indent=1))
-        for ep, act, rew, end, trunc in prepared:
-            split = "test" if ep.name in test_set else "train"
-            eid = len(index["splits"][split])
+        for ep, act, rew, end, trunc in prepared:  # rew/end/trunc already checked (check_steps)
+            t = len(ep.obs)
             full = resize_frames(ep.obs, frame_size, resize)
             frames = {"full_res": full, "low_res": downscale(full, low_res_size) if low_res_size else full}
-            for res, _ in resolutions:
-                chunk = EpisodeChunk(obs=frames[res], act=act, rew=rew, end=end, trunc=trunc)
-                got = stores[(res, split)].add_chunk(chunk, None, epoch=eid + 1)
-                assert got == eid, (res, split, got, eid)
-            index["splits"][split].append(ep.name)
+            parts = [("test" if ep.name in test_set else "train", ep.name, slice(0, t))]
+            cut = time_split_cut(t, test_fraction or 0.0) if split_in_time else None
+            if cut is not None:
+                train_name, test_name = time_split_names(ep.name, cut, t)
+                parts = [("train", train_name, slice(0, cut)), ("test", test_name, slice(cut, t))]
+                trunc = trunc.copy()
+                trunc[cut - 1] = max(trunc[cut - 1], 1 - end[cut - 1])  # the training part is cut, not ended
+                log.info("%s is the only episode: frames [%d:%d] are its test episode", ep.name, cut, t)
+            for split, name, sl in parts:
+                eid = len(index["splits"][split])
+                for res, _ in resolutions:
+                    chunk = EpisodeChunk(obs=frames[res][sl], act=act[sl], rew=rew[sl], end=end[sl], trunc=trunc[sl])
+                    got = stores[(res, split)].add_chunk(chunk, None, epoch=eid + 1)
+                    assert got == eid, (res, split, got, eid)
+                index["splits"][split].append(name)
         if index.get("format") != LEGACY_CSGO_FORMAT:
             index.setdefault("units", []).append(unit.file_id)
         index["in_progress"] = None
         atomic_write_text(paths.index, json.dumps(index, indent=1))
         summary.ingested += 1
     summary.num_episodes = {s: len(index["splits"][s]) for s in SPLITS}
+    if not index["splits"]["test"]:
+        log.warning("%s has no test episodes: evaluation (test losses, imagination video, fidelity) will be skipped; "
+                    "set dataset.test_fraction > 0 or dataset.test_split_file and ingest into a new out_dir", paths.root)
     log.info("%s ingest: %d new files, %d already there, episodes %s", source.kind, summary.ingested,
              summary.skipped_existing, summary.num_episodes)
     return summary

@@ -339,13 +339,11 @@ def log_report(
     (never mistaken for a training run). Returns the MLflow run id."""
     from mlflow.tracking import MlflowClient
 
+    from diamond_kedro.reporting import mlflow_experiment_id
+
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        location = Path(artifact_location).resolve().as_uri() if artifact_location else None
-        experiment_id = client.create_experiment(experiment_name, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+    location = Path(artifact_location).resolve().as_uri() if artifact_location else None
+    experiment_id = mlflow_experiment_id(client, experiment_name, location)
     run = client.create_run(experiment_id, run_name=run_name, tags={REPORT_TAG: "true"})
     run_id = run.info.run_id
     try:

@@ -69,11 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--horizon", type=int, default=50, help="world-model episode length before a reset (authors' play: 50)")
     _common(a)
 
-    c = sub.add_parser("csgo", help="the CS:GO world model", epilog=CSGO_CONTROLS_HELP)
+    # `play static` is the same command: every run of the static family (CS:GO or static_world_model)
+    c = sub.add_parser("csgo", aliases=["static"], epilog=CSGO_CONTROLS_HELP,
+                       help="the CS:GO world model, or a static_world_model run on your own gameplay")
     src = c.add_argument_group("what to play (exactly one)")
-    src.add_argument("--run", help="CS:GO run folder data/runs/csgo_<name>")
+    src.add_argument("--run", help="run folder of a CS:GO run (data/runs/csgo_<name>) or of a static_world_model "
+                                   "run (data/runs/<dataset>_<name>)")
     src.add_argument("--checkpoint", help="the authors' csgo/model/csgo.pt")
-    c.add_argument("--data", help="ingested dataset whose test split gives the contexts (default: the run's data.out_dir)")
+    c.add_argument("--data", help="ingested dataset whose test split gives the contexts (default: the run's dataset)")
     c.add_argument("--spawn", help="the authors' spawn folder(s) (csgo/spawn) instead of --data")
     c.add_argument("--preset", choices=("fast", "higher_quality"), default="fast")
     c.add_argument("--no-upsampler", action="store_true", help="show the bicubic upsampling of the low-res frame")
@@ -249,9 +252,10 @@ def _mlflow_experiment(experiment: str) -> tuple[Any, str]:
     try:
         from mlflow import MlflowClient
 
+        from diamond_kedro.reporting import mlflow_experiment_id
+
         client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        return client, exp.experiment_id if exp is not None else client.create_experiment(experiment)
+        return client, mlflow_experiment_id(client, experiment)
     except Exception as exc:  # mlflow, sqlalchemy, OSError...: whatever the store raises, one line
         raise _mlflow_failure(uri, exc) from None
 
@@ -325,6 +329,12 @@ def run_csgo(args: argparse.Namespace) -> dict[str, Any]:
     device = _device(args.device)
     src = load_csgo_source(run=args.run, checkpoint=args.checkpoint)
     L = src.denoiser.num_steps_conditioning
+    if src.action is not None and src.action.to_dict() != {"kind": "multi_hot", "dim": 51}:
+        other = f"{src.action.kind} actions of width {src.action.dim}"
+        if args.keys:
+            raise PlayError(f"--keys scripts CS:GO actions; {args.run} has {other}: use --policy replay or random")
+        if args.spawn:
+            raise PlayError(f"--spawn holds CS:GO spawn points; {args.run} has {other}: use --data or its own dataset")
     if args.spawn:
         contexts = spawn_contexts(args.spawn, L)
     else:
@@ -336,13 +346,14 @@ def run_csgo(args: argparse.Namespace) -> dict[str, Any]:
     session = CsgoPlay(src, contexts, device=device, preset=args.preset, upsample=not args.no_upsampler,
                        horizon=args.horizon, policy=args.policy, seed=args.seed)
     h, w = session.frame().shape[:2]
-    screen = Screen(f"DIAMOND CS:GO: {src.source}", (h, w), 1, headless=args.headless, height=args.height, header_lines=3)
+    title = "CS:GO" if src.family == "csgo" else "static world model"
+    screen = Screen(f"DIAMOND {title}: {src.source}", (h, w), 1, headless=args.headless, height=args.height, header_lines=3)
     try:
         stats = play_loop(session, screen, args, "csgo")
     finally:
         screen.close()
-    stats["params"] = {"family": "csgo", "source": src.source, "policy": args.policy, "preset": args.preset,
-                       "upsampler": not args.no_upsampler, "device": str(device)}
+    stats["params"] = {"family": src.family, "source": src.source, "policy": session.policy, "preset": args.preset,
+                       "upsampler": session.upsampler is not None and not args.no_upsampler, "device": str(device)}
     return stats
 
 

@@ -294,17 +294,37 @@ def load_atari_source(
 
 @dataclass
 class CsgoSource:
+    """A world model of the static family: the CS:GO model, or a ``static_world_model`` run on any recorded
+    gameplay (its own action space; no upsampler when it was trained without one)."""
+
     denoiser: Denoiser
-    upsampler: Denoiser
+    upsampler: Denoiser | None
     source: str
     data_root: Path | None = None  # the ingested dataset of a run (its test split gives contexts)
+    action: Any = None  # the run's datasets.writer.ActionSpec; None: CS:GO's 51-dim multi-hot vector
+    family: str = "csgo"  # "csgo" or "static_world_model"
+
+
+def _static_family_config(config: Mapping[str, Any], state_path: Path) -> tuple[Any, str]:
+    """The validated config of a static-family run state and its family: a ``static_world_model`` run's
+    config has a ``dataset`` section, a CS:GO run's a ``data`` section."""
+    from diamond_kedro.csgo.config import parse_csgo_config
+    from diamond_kedro.datasets.config import parse_static_config
+
+    static = isinstance(config, Mapping) and "dataset" in config
+    try:
+        cfg = parse_static_config(dict(config)) if static else parse_csgo_config(config)
+    except ValueError as exc:
+        raise PlayError(f"{state_path}: {_first_line(exc)}") from None
+    return cfg, "static_world_model" if static else "csgo"
 
 
 def load_csgo_source(*, run: str | None = None, checkpoint: str | None = None) -> CsgoSource:
-    """A CS:GO run folder (``checkpoints/state.pt``), or the authors' ``csgo.pt`` (flat ``denoiser.`` /
-    ``upsampler.`` state dict, paper-size models)."""
-    from diamond_kedro.csgo.config import CsgoConfig, parse_csgo_config
-    from diamond_kedro.training.csgo_run import STATE_FORMAT, build_models
+    """A run folder of the static family (``checkpoints/state.pt`` of a CS:GO or ``static_world_model`` run),
+    or the authors' ``csgo.pt`` (flat ``denoiser.`` / ``upsampler.`` state dict, paper-size models)."""
+    from diamond_kedro.csgo.config import CsgoConfig
+    from diamond_kedro.datasets.writer import ActionSpec
+    from diamond_kedro.training.csgo_run import CSGO_ACTION, STATE_FORMAT, build_models
 
     if bool(run) == bool(checkpoint):
         raise PlayError("give exactly one of --run, --checkpoint")
@@ -314,24 +334,27 @@ def load_csgo_source(*, run: str | None = None, checkpoint: str | None = None) -
         if not root.is_dir():
             raise PlayError(f"run folder {root} does not exist")
         if not state_path.exists():
-            raise PlayError(f"{root} has no checkpoints/state.pt: not a trained CS:GO run")
+            raise PlayError(f"{root} has no checkpoints/state.pt: not a trained CS:GO or static_world_model run")
         state = _torch_load(state_path, "run state", run_state=True)
         if isinstance(state, Mapping) and state.get("format") == 1 and "agent" in state:
             raise PlayError(f"{root} is an Atari run: use `diamond-kedro play atari --run {root}`")
         if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise PlayError(f"{state_path} is not a diamond-kedro CS:GO run state")
+            raise PlayError(f"{state_path} is not a diamond-kedro CS:GO or static_world_model run state")
+        cfg, family = _static_family_config(state["config"], state_path)
         try:
-            cfg = parse_csgo_config(state["config"])
-        except ValueError as exc:
-            raise PlayError(f"{state_path}: {_first_line(exc)}") from None
-        models = build_models(cfg)
+            action = ActionSpec.from_dict(state.get("action", CSGO_ACTION.to_dict()))
+        except (TypeError, ValueError) as exc:
+            raise PlayError(f"{state_path}: bad action spec {state.get('action')!r}: {_first_line(exc)}") from None
+        models = build_models(cfg, action)
         for name, model in models.items():
+            if name not in state.get("models", {}):
+                raise PlayError(f"{state_path} has no {name} weights (its config has one)")
             try:
                 load_state_dict_strict(model, state["models"][name], f"{state_path} [{name}]")
             except ValueError as exc:
                 raise PlayError(_first_line(exc)) from None
-        return CsgoSource(models["denoiser"], models["upsampler"], f"run {root} (epoch {state['counters']['epoch']})",
-                          Path(cfg.data.out_dir))
+        return CsgoSource(models["denoiser"], models.get("upsampler"), f"run {root} (epoch {state['counters']['epoch']})",
+                          Path(cfg.dataset_dir), action=action, family=family)
     path = Path(checkpoint)  # type: ignore[arg-type]
     payload = _torch_load(path, "CS:GO checkpoint")
     if _is_atari_state_dict(payload) or (isinstance(payload, Mapping) and payload.get("config_type") == "AgentConfig"):

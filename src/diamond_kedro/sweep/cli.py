@@ -225,15 +225,15 @@ def prepare_mlflow(sweep: Sweep) -> None:
     if os.environ.get("DIAMOND_MLFLOW", "").lower() in {"0", "false", "off"} or not sweep.tracking_uri:
         return
     from diamond_kedro.hooks import store_lock, tracking_client
+    from diamond_kedro.reporting import mlflow_experiment_id
 
     client = tracking_client(sweep.tracking_uri)  # under the store's lock: a `kedro run` may be creating it too
+    location = sweep.artifact_location
+    if location:  # as the MLflow hook does, relative to the project
+        path = Path(location)
+        location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
     with store_lock(sweep.tracking_uri):
-        if client.get_experiment_by_name(sweep.experiment_name) is None:
-            location = sweep.artifact_location
-            if location:  # as the MLflow hook does, relative to the project
-                path = Path(location)
-                location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
-            client.create_experiment(sweep.experiment_name, artifact_location=location)
+        mlflow_experiment_id(client, sweep.experiment_name, location)
 
 
 def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:

@@ -145,7 +145,7 @@ class CsgoRun(TrainingRun):
         ingest = "csgo_ingest" if isinstance(cfg, CsgoConfig) else "static_world_model_ingest"
 
         data = DatasetPaths(cfg.dataset_dir)
-        self.index = load_index(data.root, hint=f"kedro run --pipeline={ingest}")
+        self.index = load_index(data.root, hint=f"kedro run --pipelines={ingest}")
         self.action = ActionSpec.from_dict(self.index["action"])
         has_low = self.index.get("low_res_size", True) is not None
         if (cfg.upsampling_factor is not None) != has_low:

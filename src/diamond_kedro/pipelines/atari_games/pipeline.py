@@ -1,6 +1,6 @@
 """Namespaced copies of ``atari_epoch``, one per Atari 100k game (namespace = lower-case game name).
 
-``kedro run --pipeline=atari_games --namespaces=breakout,pong`` runs one epoch of each selected game's run
+``kedro run --pipelines=atari_games --namespaces=breakout,pong`` runs one epoch of each selected game's run
 (each with its own run folder, replay store, checkpoints and MLflow run); without ``--namespaces`` it would
 run all 26. The parameters are shared; only ``env.game`` differs.
 """

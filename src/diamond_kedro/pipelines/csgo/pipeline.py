@@ -7,7 +7,7 @@ TRAIN_TAG = "csgo_train"
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """One epoch per ``kedro run --pipeline=csgo`` (resumes the run ``csgo_<run.name>``).
+    """One epoch per ``kedro run --pipelines=csgo`` (resumes the run ``csgo_<run.name>``).
 
     The run object flows in memory through ``run_*`` datasets (catalog: MemoryDataset, copy_mode assign)."""
     return Pipeline(

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline=report``: read the training runs from MLflow, write the tables and plots under
+"""``kedro run --pipelines=report``: read the training runs from MLflow, write the tables and plots under
 ``data/08_reporting/``, log them as an MLflow run named "report".
 
 Takes ``params:report`` only, never the whole ``parameters`` dict: the Atari validation and MLflow hooks

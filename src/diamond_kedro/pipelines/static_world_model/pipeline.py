@@ -9,7 +9,7 @@ TRAIN_TAG = "static_world_model_train"
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """One epoch per ``kedro run --pipeline=static_world_model`` (resumes ``<dataset.name>_<run.name>``):
+    """One epoch per ``kedro run --pipelines=static_world_model`` (resumes ``<dataset.name>_<run.name>``):
     dynamics denoiser, upsampler (skipped without one), evaluation, commit."""
     return Pipeline(
         [

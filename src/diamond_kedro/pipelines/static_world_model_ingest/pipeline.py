@@ -4,6 +4,6 @@ from .nodes import ingest_static_dataset
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """``kedro run --pipeline=static_world_model_ingest``: resumable; files already ingested are skipped."""
+    """``kedro run --pipelines=static_world_model_ingest``: resumable; files already ingested are skipped."""
     return Pipeline([node(ingest_static_dataset, "params:static_world_model", "static_world_model_ingest_metrics",
                           name="ingest_static_dataset")])

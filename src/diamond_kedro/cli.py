@@ -1,0 +1,105 @@
+"""The project's Kedro CLI: ``kedro run`` (and ``diamond-kedro`` without a sub-command) as Kedro's own, except
+that a user error ends the run with one line on stderr and exit status 2 instead of a page of traceback.
+
+Kedro loads ``<package>/cli.py`` and lets the commands of its ``cli`` group override the built-in ones, and
+``find_run_command`` (used by ``python -m diamond_kedro``) takes this module's ``run``. The command reuses
+Kedro's options unchanged and adds ``--verbose``.
+
+A user error is any :class:`diamond_kedro.errors.UserError` (an invalid parameter, a bad dataset file or
+row, a finished run, a folder held by another process), also when something else wraps it (its
+``__cause__`` / ``__context__`` chain is searched). Its traceback still goes to the log file (the
+``diamond_kedro.cli.traceback`` logger of ``conf/logging.yml``: ``info.log``), and to the terminal with
+``--verbose`` or ``DIAMOND_KEDRO_VERBOSE=1``. Any other exception is a bug and keeps Kedro's traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+
+from diamond_kedro.errors import UserError
+
+VERBOSE_ENV = "DIAMOND_KEDRO_VERBOSE"
+# conf/logging.yml sends this logger to the log file only (not the console), so the one line stays one line
+TRACEBACK_LOGGER = "diamond_kedro.cli.traceback"
+EXIT_USER_ERROR = 2  # as argparse, ``diamond-kedro play|sweep`` and click's usage errors
+
+
+def find_user_error(exc: BaseException) -> UserError | None:
+    """``exc`` itself or the first :class:`UserError` among the exceptions it was raised from or during."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, UserError):
+            return e
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """The message on one line: a multi-line message (one line per bad parameter) is joined with '; '."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
+
+
+def _verbose_env() -> bool:
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _log_traceback(exc: BaseException) -> None:
+    """Write the traceback to the log file(s) only: the handlers conf/logging.yml gives the traceback logger,
+    else the file handlers of the root logger (a user's own logging config); never to the console."""
+    logger = logging.getLogger(TRACEBACK_LOGGER)
+    handlers = logger.handlers or [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "kedro run failed: %s", (one_line(exc),),
+                               (type(exc), exc, exc.__traceback__))
+    for handler in handlers:
+        if record.levelno >= handler.level:
+            handler.handle(record)
+
+
+def _run(verbose: bool, **kwargs: Any) -> Any:
+    # MLflow's own stderr handler logs INFO lines ("Creating initial MLflow database tables...") on a new
+    # store; warnings are enough on the terminal (MLFLOW_LOGGING_LEVEL=INFO brings them back). Set before the
+    # hooks import mlflow, which reads it once.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    try:
+        return kedro_run.callback(**kwargs)
+    except Exception as exc:
+        user_error = find_user_error(exc)
+        _log_traceback(exc)
+        if user_error is None or verbose or _verbose_env():
+            raise
+        click.echo(f"kedro run: error: {one_line(user_error)}", err=True)
+        click.get_current_context().exit(EXIT_USER_ERROR)
+
+
+@click.group(name="diamond_kedro")
+def cli() -> None:
+    """diamond-kedro's project commands (``kedro run`` with one-line user errors)."""
+
+
+run = click.Command(
+    name="run",
+    callback=_run,
+    params=[
+        *kedro_run.params,
+        click.Option(
+            ["--verbose"], is_flag=True, default=False,
+            help=f"show the full traceback of a user error too (or set {VERBOSE_ENV}=1); it is always in the log file",
+        ),
+    ],
+    help=(kedro_run.help or "Run the pipeline.")
+    + "\n\nA user error (bad parameter, bad dataset file, finished run) is printed as one line and exits 2.",
+    context_settings=kedro_run.context_settings,
+)
+cli.add_command(run)
