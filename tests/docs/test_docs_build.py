@@ -143,3 +143,10 @@ def test_a_missing_record_fails_the_build(tmp_path: Path) -> None:
     proc = mkdocs_build(project, tmp_path / "site", check=False)
     assert proc.returncode != 0
     assert "evidence/speed.md: no record 'no_such_record'" in proc.stdout + proc.stderr
+
+
+def test_pages_use_pipelines_not_the_deprecated_flag() -> None:
+    """Kedro 1.7 deprecates ``--pipeline``; the pages, the README and the Makefile write ``--pipelines``."""
+    texts = {p: p.read_text() for p in [*(PROJECT / "docs").rglob("*.md"), PROJECT / "README.md", PROJECT / "Makefile"]}
+    stale = [str(p.relative_to(PROJECT)) for p, t in texts.items() if re.search(r"--pipeline[= ]", t)]
+    assert not stale, stale
