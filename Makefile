@@ -8,9 +8,11 @@ PIPELINE ?= atari_epoch
 export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
+export NO_MKDOCS_2_WARNING := 1
+export DISABLE_MKDOCS_2_WARNING := true
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test bench repro mlflow-ui
+.PHONY: setup run test bench repro mlflow-ui docs docs-build
 
 # The CPU build of torch unless an NVIDIA driver is present (then PyPI's default CUDA build of the same range).
 $(VENV)/.installed: pyproject.toml
@@ -19,6 +21,12 @@ $(VENV)/.installed: pyproject.toml
 	else $(PY) -m pip install 'torch==2.13.0'; fi
 	$(PY) -m pip install -e '.[dev]'
 	test -d .dvc || $(VENV)/bin/dvc init --quiet
+	# tests/docs/test_browser.py drives the system's Chromium (Playwright's own download is not needed)
+	if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && apt-get install -y chromium; \
+	  else echo "make setup: no chromium found; install it (e.g. apt-get install chromium) for tests/docs/test_browser.py" >&2; fi; \
+	fi
 	touch $@
 
 setup: $(VENV)/.installed
@@ -43,3 +51,11 @@ repro: setup  ## dvc repro with the project's venv on PATH
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+
+# The documentation site (docs/, mkdocs.yml): build it and serve it on http://127.0.0.1:8000, rebuilding on change
+docs: setup
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# Build it into site/ with warnings as errors (as tests/docs does)
+docs-build: setup
+	$(VENV)/bin/mkdocs build --strict

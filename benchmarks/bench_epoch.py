@@ -25,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py
+from _record import add_record_argument, maybe_record  # noqa: E402
+
 from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--params", default="", help="comma-separated dotted overrides, as kedro run --params")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the reports to MLflow")
+    add_record_argument(parser)
     args = parser.parse_args()
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would interleave with the table
@@ -68,6 +72,7 @@ def main() -> None:
         hook = None if args.no_mlflow else mlflow_sink(Path(tmp), timers)
         cols = (*PHASES, "data", "checkpoint", "mlflow")
         print(f"{'epoch':>5} " + " ".join(f"{p:>13}" for p in cols) + f" {'total':>9} {'overhead':>9} {'env steps':>9}")
+        rows: list[list] = []
         run = AtariRun.open(cfg)
         try:
             for _ in range(args.epochs):
@@ -83,6 +88,8 @@ def main() -> None:
                 overhead = timers["data"] + commit + uncovered
                 print(f"{report.epoch:>5} " + " ".join(f"{c:>12.1f}s" for c in (*cells, *timers.values()))
                       + f" {total:>8.1f}s {100 * overhead / total:>8.1f}% {run.counters.env_steps:>9d}", flush=True)
+                rows.append([report.epoch, *(round(c, 2) for c in (*cells, *timers.values())), round(total, 2),
+                             f"{100 * overhead / total:.1f} %", run.counters.env_steps])
                 if run.is_over:
                     break
         finally:
@@ -91,6 +98,9 @@ def main() -> None:
             if hook is not None:
                 hook.after_pipeline_run()
         print("overhead = data + checkpoint + mlflow + time outside every phase, as a share of the epoch's wall time")
+        table = {"columns": ["epoch", *(f"{c} (s)" for c in cols), "total (s)", "overhead", "env steps"], "rows": rows}
+        maybe_record(args, f"epoch_{args.env}", {"profile": args.env, "params": args.params, "rows": rows},
+                     title=f"Whole {args.env}-profile epochs, split by component", table=table)
 
 
 def timed(fn, timers: dict[str, float], key: str):

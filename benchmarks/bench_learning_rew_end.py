@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from _learning import DEFAULT_ROOT, Flat, build_dataset, eval_marks, import_authors, run_all, windows
+from _record import add_record_argument, maybe_record
 
 SEQ = 19
 
@@ -177,6 +178,7 @@ def main() -> None:
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--who", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    add_record_argument(p)
     args = p.parse_args()
     args.eval_at = args.eval_at or eval_marks(args.steps, 150)
     if args._worker:
@@ -202,6 +204,7 @@ def main() -> None:
                 print(f"{step:5d} {who:8s} {r['seed']:4d} " + " ".join(f"{c[x]:16.4f}" for x in cols))
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "args": vars(args)}, indent=1, default=str))
+    maybe_record(args, "learning_rew_end", {"runs": runs}, title="Reward/termination model learning, ours vs the authors' code")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_record.py
+from _record import add_record_argument, maybe_record  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write all figures to this JSON file")
     p.add_argument("--authors", type=Path, default=None,
                    help="export of eloialonso/diamond (branch main): also train their actor-critic, side by side")
+    add_record_argument(p)
     args = p.parse_args(argv)
     if args.updates < 1 or args.episodes < 1 or args.eval_every < 0:
         p.error("--updates and --episodes must be >= 1, --eval-every >= 0")
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as f:
             json.dump(out, f, indent=1)
         os.replace(f.name, args.json)
+    maybe_record(args, "learning_rl", out, title="RL in imagination against the optimum (scripted Catch)")
     return 0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from _learning import DEFAULT_ROOT, Flat, build_dataset, eval_marks, import_authors, run_all, to_float, windows
+from _record import add_record_argument, maybe_record
 
 CTX, SEQ, HORIZON = 4, 6, 15
 SMALL = dict(channels=[32, 32, 32, 32], depths=[2, 2, 2, 2], cond_channels=128, attn_depths=[False] * 4)
@@ -202,6 +203,7 @@ def main() -> None:
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--who", default="ours", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    add_record_argument(p)
     args = p.parse_args()
     args.eval_at = args.eval_at or eval_marks(args.steps, 100)
     if args._worker:
@@ -238,6 +240,7 @@ def main() -> None:
         print(f"{who}: first evaluated step with PSNR h1 above copy-last, per seed: {passed}")
     if args.json:
         args.json.write_text(json.dumps({"copy_last": base, "runs": runs, "args": vars(args)}, indent=1, default=str))
+    maybe_record(args, "learning_wm", {"copy_last": base, "runs": runs}, title="World model learning, ours vs the authors' code")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 from _worker import ISA_ENV, run_json
+from _record import add_record_argument, maybe_record
 
 HERE = Path(__file__).resolve().parent
 OUR_SCRIPT = {  # step -> the benchmark script whose worker times our version of it
@@ -169,6 +170,7 @@ def main() -> None:
     p.add_argument("--no-flops", action="store_true",
                    help="skip counting FLOPs (it runs the first warm-up step of round 1 under torch's FLOP counter)")
     p.add_argument("--json", type=Path, help="write every figure to this file")
+    add_record_argument(p)
     args = p.parse_args()
     if not (args.authors / "src" / "agent.py").is_file():
         raise SystemExit(f"--authors {args.authors}: not an export of eloialonso/diamond (no src/agent.py)")
@@ -225,6 +227,7 @@ def main() -> None:
     if args.json:
         meta = {"machine": cpu_description(), "args": {k: str(v) for k, v in vars(args).items()}, "tcmalloc": tcmalloc}
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    maybe_record(args, "vs_authors", {"results": results, "tcmalloc": tcmalloc}, title="Seconds per step, ours vs the authors' code")
 
 
 if __name__ == "__main__":
