@@ -112,7 +112,14 @@ class RewEndModel(nn.Module):
         b, t, c, h, w = obs.shape
         x = torch.cat((obs.reshape(b * t, c, h, w), next_obs.reshape(b * t, c, h, w)), dim=1)
         x = self.encoder(x, self.act_emb(act.reshape(b * t)))
-        x, hx_cx = self.lstm(x.reshape(b, t, -1), hx_cx)
+        # The LSTM runs in fp32 outside autocast: its state is carried across imagined steps, and under CUDA
+        # autocast nn.LSTM takes cuDNN's autocast path, which computes in fp16 whatever dtype autocast asks
+        # for (with no GradScaler to guard it). The encoder and head may run in bf16.
+        dtype = self.lstm.weight_ih_l0.dtype  # the parameters' (fp32 in training)
+        with torch.autocast(x.device.type, enabled=False):
+            if hx_cx is not None:
+                hx_cx = (hx_cx[0].to(dtype), hx_cx[1].to(dtype))
+            x, hx_cx = self.lstm(x.reshape(b, t, -1).to(dtype), hx_cx)
         logits = self.head(x)
         return logits[:, :, :3], logits[:, :, 3:], hx_cx
 
