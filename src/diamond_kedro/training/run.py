@@ -33,7 +33,7 @@ from diamond_kedro.envs.atari import TorchAtariEnv, game_short_name, make_atari_
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
 from diamond_kedro.models.actor_critic import ActorCriticConfig
-from diamond_kedro.models.agent import Agent, AgentConfig, save_checkpoint
+from diamond_kedro.models.agent import Agent, AgentConfig, compile_agent, save_checkpoint
 from diamond_kedro.models.diffusion_sampler import DiffusionSamplerConfig
 from diamond_kedro.models.rew_end_model import RewEndModelConfig
 from diamond_kedro.replay.batch import Batch
@@ -161,10 +161,8 @@ class AtariRun(TrainingRun):
         self.agent = build_agent(cfg, self.num_actions).to(self.device)
         # run.amp "auto": bf16 autocast where this machine computes it natively and it pays (probed, cached)
         self.amp = resolve_amp(cfg.run.amp, self.device)
-        if cfg.run.compile:
-            # in place (nn.Module.compile), so state-dict keys and checkpoints stay those of the plain modules
-            for name in COMPONENTS:
-                getattr(self.agent, name).compile()
+        if cfg.run.compile:  # in place: state-dict keys and checkpoints stay those of the plain modules
+            compile_agent(self.agent, mode=None if cfg.run.compile is True else cfg.run.compile)
         self._make_optimizers({name: getattr(self.agent, name) for name in COMPONENTS})
 
         # repair=True: a run killed between a chunk's rename and the manifest's rewrite is re-manifested from
