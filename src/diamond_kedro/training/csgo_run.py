@@ -307,7 +307,7 @@ class CsgoRun(TrainingRun):
                     loss, metrics = self._loss(name, batch, low, compute_loss)
                     (loss / t.grad_acc_steps).backward()
                 acc.add(metrics)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm))
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm).detach()  # read once per phase
             opt.step()
             sched.step()
             return grad_norm
