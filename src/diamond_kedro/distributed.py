@@ -166,7 +166,13 @@ def setup(device_spec: str = "auto") -> DistContext:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        # device_id on CUDA: NCCL binds this rank's communicator to its GPU at once, instead of guessing the
+        # device at the first collective (a barrier before any tensor is on the GPU can pick the wrong one)
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            timeout=TIMEOUT,
+            device_id=device if device.type == "cuda" else None,
+        )
         atexit.register(teardown)
     _CTX = DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
     return _CTX

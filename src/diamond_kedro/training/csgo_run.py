@@ -107,11 +107,20 @@ def build_models(cfg: CsgoConfig, action: ActionSpec | None = None) -> dict[str,
 
 
 def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Move AdamW's moment tensors (not the ``step`` counters, which torch keeps on the CPU) to ``device``."""
+    """Move AdamW's moment tensors (not the ``step`` counters, which torch keeps on the CPU) to ``device``.
+
+    The copies are ``non_blocking`` (they overlap); a copy from the GPU to the host may still be in flight
+    when it returns, and the host could read (save, step) the tensor before its bytes arrived, so that
+    direction ends with one synchronisation."""
+    from_gpu: set[torch.device] = set()
     for state in optimizer.state.values():
         for k, v in state.items():
             if k != "step" and isinstance(v, torch.Tensor):
+                if v.device.type == "cuda" and device.type == "cpu":
+                    from_gpu.add(v.device)
                 state[k] = v.to(device, non_blocking=True)
+    for source in from_gpu:
+        torch.cuda.synchronize(source)
 
 
 # A CS:GO run folder has only the common files (the data is the ingested dataset, outside the run).
