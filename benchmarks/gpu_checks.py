@@ -198,14 +198,18 @@ def part_checks(dev: torch.device, tiny: bool) -> None:
                                    {"params": [named[n] for n in no_decay], "weight_decay": 0.0}],
                                   lr=1e-3, eps=1e-8, foreach=True)
         batch = random_batch(bsz, 6, dev, size=s)
+        start = [p.detach().clone() for p in a.parameters()]
         for _ in range(5):
             for m, o in ((a, opt_a), (b2, opt_b)):
                 torch.manual_seed(4)
                 loss, _ = m.compute_loss(batch)
                 optimizer_step(m, o, None, loss, 1.0)
-        err = max(((p - q).abs().max() / p.abs().max().clamp(min=1e-12)).item() for p, q in zip(a.parameters(), b2.parameters()))
-        check("fused AdamW == foreach AdamW (5 steps)", err < 1e-3 and opt_a.defaults.get("fused") is True,
-              f"max rel. parameter difference {err:.1e}", rel_error=err)
+        # the two parameter trajectories against the size of the updates they made (rounding-level if equal)
+        diff = sum((p - q).double().square().sum() for p, q in zip(a.parameters(), b2.parameters())).sqrt()
+        moved = sum((p - p0).double().square().sum() for p, p0 in zip(a.parameters(), start)).sqrt()
+        err = (diff / moved).item()
+        check("fused AdamW == foreach AdamW (5 steps)", err < 1e-2 and opt_a.defaults.get("fused") is True,
+              f"|fused - foreach| / |update| = {err:.1e}", rel_error=err)
 
     # 4. imagination: dtypes of carried states under autocast, syncs per imagined step, throughput
     den = randomise(Denoiser(z["denoiser"]())).to(dev).eval()
@@ -301,7 +305,15 @@ def part_epoch(dev: torch.device, tiny: bool) -> None:
         run = AtariRun.open(cfg)
         try:
             run.run_epoch()  # warm-up: allocator, cuDNN autotuning, the first context refill
+            stock = run.world_model_env().contexts
+            used0 = stock.num_refills * stock.obs.size(0) + stock.cursor
             report = run.run_epoch()
+            used = stock.num_refills * stock.obs.size(0) + stock.cursor - used0  # contexts the measured updates took
+            sync(dev)
+            t0 = time.perf_counter()
+            stock._refill()  # one refill of the paper's stock (256 batches burned in), timed apart: the
+            sync(dev)  # scaled-down epoch takes too few contexts to need one, a paper epoch needs some
+            refill_s, stock_size = time.perf_counter() - t0, stock.obs.size(0)
         finally:
             run.close()
     m = report.metrics
@@ -313,11 +325,17 @@ def part_epoch(dev: torch.device, tiny: bool) -> None:
         out[f"{name}_s_per_step"] = t / n
         out[f"{name}_paper_s"] = t / n * per_epoch[name]
         total += out[f"{name}_paper_s"]
+    refills = used / measured["actor_critic"] * per_epoch["actor_critic"] / stock_size
+    out.update(context_refill_s=refill_s, contexts_per_update=used / measured["actor_critic"], refills_per_epoch=refills)
+    out["actor_critic_paper_s"] += refills * refill_s
+    total += refills * refill_s
     out["paper_epoch_s"] = total
     RESULTS["epoch"] = out
     print(f"paper-config epoch on {dev} ({out['precision']}), extrapolated from {measured} steps:")
     for name in measured:
         print(f"  {name:14s} {out[f'{name}_s_per_step'] * 1e3:8.1f} ms/step x {per_epoch[name]} = {out[f'{name}_paper_s']:7.1f} s")
+    print(f"  (actor_critic includes {refills:.2f} context refills of {refill_s:.1f} s: {out['contexts_per_update']:.0f} "
+          f"contexts per update, {stock_size} per refill)")
     c = paper.collect
     epochs = (paper.run.total_env_steps - c.first_epoch.min_steps) // c.steps_per_epoch + paper.run.num_final_epochs
     out["paper_epochs"] = epochs

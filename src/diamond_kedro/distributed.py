@@ -258,8 +258,9 @@ class DataParallelLoss:
             local = torch.as_tensor(count, dtype=torch.float64, device=loss.device).reshape(())
             total = local.clone()
             dist.all_reduce(total)
-            if total.item() > 0:
-                loss = loss * (self.ctx.world_size * local / total).to(loss.dtype)
+            # counts are whole numbers: clamp(min=1) changes only total == 0, where local and the loss are 0
+            # too; no host read of the total (a sync per step on CUDA)
+            loss = loss * (self.ctx.world_size * local / total.clamp(min=1)).to(loss.dtype)
         return loss, metrics
 
     def accumulating(self, last: bool) -> ContextManager[Any]:

@@ -29,7 +29,10 @@ def sample_categorical(logits: Tensor) -> Tensor:
     p_i / sum p). ``torch.multinomial`` draws the same distribution but validates its input on the host:
     a sync per call on CUDA. Computed in fp32 whatever autocast produced the logits."""
     probs = logits.float().softmax(-1)
-    return (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+    # a draw of exactly 0 (possible in float32) would make p / E infinite or NaN: clamp it to the smallest
+    # normal float, which moves no probability a float32 can show
+    race = torch.empty_like(probs).exponential_().clamp_(min=torch.finfo(torch.float32).tiny)
+    return (probs / race).argmax(-1)
 
 
 def num_groups(channels: int) -> int:

@@ -282,10 +282,11 @@ class CsgoRun(TrainingRun):
         """The model's batch for these windows: low-res frames (dynamics), or full-res frames + the matching
         low-res frames (upsampler; the two stores share episode ids)."""
         s = self.seq_len(name)
-        low = collate_windows(self.stores[("low_res", split)], ids, starts, s, self.device)
+        pin = self.device.type == "cuda"  # non-blocking copies from pinned staging buffers
+        low = collate_windows(self.stores[("low_res", split)], ids, starts, s, self.device, pin_memory=pin)
         if name == "denoiser":
             return low, None
-        full = collate_windows(self.stores[("full_res", split)], ids, starts, s, self.device)
+        full = collate_windows(self.stores[("full_res", split)], ids, starts, s, self.device, pin_memory=pin)
         return full, low.obs
 
     def sample_batch(self, name: str) -> tuple[Batch, torch.Tensor | None]:
