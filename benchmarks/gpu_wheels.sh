@@ -24,7 +24,8 @@ mkdir -p "$DEST"
 # what `import diamond_kedro.training.run` needs beyond the GPU image (kedro, mlflow, dvc are not needed:
 # gpu_checks.py drives the library directly)
 OURS=(pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
-      gymnasium==1.4.0 farama-notifications==0.0.6 ale-py==0.12.1)
+      gymnasium==1.4.0 farama-notifications==0.0.6 ale-py==0.12.1
+      typing-extensions==4.16.0)  # pydantic needs a recent one; shadows an older one in the image
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
            --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
 download() {
