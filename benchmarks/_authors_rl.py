@@ -10,9 +10,9 @@ weights (ours, loaded into theirs: the state-dict keys are the same), the optimi
 computes the same function).
 
 One thing of theirs is aligned with ours: the action draw. Their loop samples with
-``Categorical(logits).sample()`` (``torch.multinomial`` with replacement), ours with
-``torch.multinomial(softmax(logits), 1)`` (without); the two consume the random stream differently, so
-the trajectories would differ from the first step. Here their loop's ``Categorical`` draws as ours does;
+``Categorical(logits).sample()`` (``torch.multinomial``), ours with an exponential race (Gumbel-max,
+``models.blocks.sample_categorical``: the same distribution without a host sync); the two consume the random
+stream differently, so the trajectories would differ from the first step. Here their loop's ``Categorical`` draws as ours does;
 their loss keeps its own ``Categorical`` for log-probabilities and entropy.
 """
 
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from _learning import import_authors
+from diamond_kedro.models.blocks import sample_categorical
 from diamond_kedro.training.scripted_check import CheckConfig, CheckResult, make_actor_critic, make_scripted_env, run_check
 
 
@@ -36,7 +36,7 @@ class _Draw:
         self.logits = logits
 
     def sample(self) -> torch.Tensor:
-        return torch.multinomial(F.softmax(self.logits, dim=-1), 1).squeeze(1)
+        return sample_categorical(self.logits)
 
 
 class _EnvAdapter:

@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> dict:
         wm_cfg = instantiate(cfg.world_model_env)
         wm_cfg.num_batches_to_preload = args.preload
         env = WorldModelEnv(agent.denoiser, agent.rew_end_model, Contexts(), wm_cfg)
+        if args.compile:  # as their trainer does with training.compile_wm: the env's two step functions
+            env.predict_next_obs = torch.compile(env.predict_next_obs, mode="reduce-overhead")
+            env.predict_rew_end = torch.compile(env.predict_rew_end, mode="reduce-overhead")
         agent.denoiser.eval()
         agent.rew_end_model.eval()
         ac = agent.actor_critic
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
             ac.env_loop.send(1)  # the first send resets the env (preload + reward/end burn-in): not timed
     else:
         raise ValueError(f"unknown component {c!r}")
-    return {"component": c, "who": "authors", "device": str(device), **measure(device, step, args.warmup, args.steps, args.count_flops)}
+    return {"component": c, "who": "authors", "device": str(device), "compiled": bool(args.compile), **measure(device, step, args.warmup, args.steps, args.count_flops)}
 
 
 def main() -> None:
@@ -159,6 +162,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--preload", type=int, default=4)
     p.add_argument("--count-flops", action="store_true")
+    p.add_argument("--compile", action="store_true",
+                   help="their training.compile_wm: torch.compile(mode='reduce-overhead') of the world-model env's steps")
     args = p.parse_args()
     print(json.dumps(run(args)))
 

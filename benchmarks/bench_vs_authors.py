@@ -113,7 +113,8 @@ def worker_commands(args: argparse.Namespace, step: str, count_flops: bool) -> t
     common = ["--component", step, "--steps", steps, "--warmup", warmup, "--device", args.device,
               "--threads", str(args.threads), *(["--count-flops"] if count_flops else [])]
     preload = ["--preload", "4"] if step in ("imagination_step", "ac_update") else []
-    authors = [args.authors_python, str(HERE / "_authors_worker.py"), "--authors", str(args.authors), *common, *preload]
+    compiled = ["--compile"] if args.authors_compile and step in ("imagination_step", "ac_update") else []
+    authors = [args.authors_python, str(HERE / "_authors_worker.py"), "--authors", str(args.authors), *common, *preload, *compiled]
     ours = [sys.executable, str(HERE / OUR_SCRIPT[step]), "--_worker", *common, *preload, "--amp", args.ours_amp]
     return authors, ours
 
@@ -169,6 +170,9 @@ def main() -> None:
                         "this machine has native bf16 and it pays); off = fp32 like the authors' code")
     p.add_argument("--no-flops", action="store_true",
                    help="skip counting FLOPs (it runs the first warm-up step of round 1 under torch's FLOP counter)")
+    p.add_argument("--authors-compile", action="store_true",
+                   help="their world-model env steps compiled as their trainer's training.compile_wm does "
+                        "(torch.compile, mode='reduce-overhead': CUDA graphs); affects imagination_step and ac_update")
     p.add_argument("--json", type=Path, help="write every figure to this file")
     add_record_argument(p)
     args = p.parse_args()
@@ -181,7 +185,8 @@ def main() -> None:
     print(f"machine : {cpu_description()}")
     print(f"setting : device={args.device} threads={args.threads} isa={args.isa} rounds={args.rounds} "
           f"steps/process={args.steps} warmup={args.warmup}; paper config, batch 32, 64x64, A=4")
-    print(f"authors : {args.authors} with {'tcmalloc (' + tcmalloc + ')' if tcmalloc else 'glibc malloc (no tcmalloc found: their slower setting)'}")
+    print(f"authors : {args.authors} with {'tcmalloc (' + tcmalloc + ')' if tcmalloc else 'glibc malloc (no tcmalloc found: their slower setting)'}"
+          + (", world-model steps compiled (reduce-overhead)" if args.authors_compile else ", not compiled"))
     print(f"ours    : glibc malloc tuned at start (as every run does), precision --ours-amp {args.ours_amp} "
           "(the authors' code has no mixed precision: fp32)\n", flush=True)
 

@@ -48,7 +48,7 @@ class RunConfig(_Strict):
     device: str = "auto"
     num_threads: int | None = Field(default=None, gt=0)
     tune_malloc: bool = True
-    compile: bool = False
+    compile: bool | Literal["reduce-overhead", "max-autotune"] = False  # true: torch.compile's default mode
     amp: bool | Literal["auto"] = "auto"  # bf16 autocast: true | false | auto (per machine, utils.precision)
     total_env_steps: int = Field(default=100_000, gt=0)
     num_final_epochs: int = Field(default=50, ge=0)

@@ -166,7 +166,13 @@ def setup(device_spec: str = "auto") -> DistContext:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        # device_id on CUDA: NCCL binds this rank's communicator to its GPU at once, instead of guessing the
+        # device at the first collective (a barrier before any tensor is on the GPU can pick the wrong one)
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            timeout=TIMEOUT,
+            device_id=device if device.type == "cuda" else None,
+        )
         atexit.register(teardown)
     _CTX = DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
     return _CTX
@@ -252,8 +258,9 @@ class DataParallelLoss:
             local = torch.as_tensor(count, dtype=torch.float64, device=loss.device).reshape(())
             total = local.clone()
             dist.all_reduce(total)
-            if total.item() > 0:
-                loss = loss * (self.ctx.world_size * local / total).to(loss.dtype)
+            # counts are whole numbers: clamp(min=1) changes only total == 0, where local and the loss are 0
+            # too; no host read of the total (a sync per step on CUDA)
+            loss = loss * (self.ctx.world_size * local / total.clamp(min=1)).to(loss.dtype)
         return loss, metrics
 
     def accumulating(self, last: bool) -> ContextManager[Any]:

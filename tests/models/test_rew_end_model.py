@@ -140,7 +140,7 @@ def test_loss_metrics_and_confusion_counts():
     b = make_batch(2, 6)
     b.mask_padding[1, 3:] = False
     loss, metrics = m.compute_loss(b)
-    assert metrics["loss_total"] == pytest.approx(metrics["loss_rew"] + metrics["loss_end"], rel=1e-6)
+    assert float(metrics["loss_total"]) == pytest.approx(float(metrics["loss_rew"] + metrics["loss_end"]), rel=1e-6)
     n_valid = 5 + 3
     assert metrics["confusion_matrix"]["rew"].sum().item() == n_valid
     assert metrics["confusion_matrix"]["end"].sum().item() == n_valid

@@ -215,3 +215,39 @@ def test_test_traversal_windows_by_hand(tmp_path):
     assert batches[0].mask_padding.tolist() == [[True] * 3, [True, True, False], [True] * 3, [True] * 3]
     for b in batches:
         check_batch(b, store, 3)
+
+
+def test_prefetch_yields_the_same_batches_as_sampling_in_turn(tmp_path):
+    """Background prefetch (issue 21) changes when batches are made, not which: same seed, same batches."""
+    from diamond_kedro.replay.sampler import prefetch
+
+    store = build_store(tmp_path / "s", [5, 9, 2, 14], open_last=True)
+    plain = SegmentSampler(store, batch_size=6, seq_len=4, padding="both", seed=7)
+    ahead = SegmentSampler(store, batch_size=6, seq_len=4, padding="both", seed=7)
+    expected = [plain.sample() for _ in range(5)]
+    got = list(ahead.prefetch(5, depth=2))
+    assert len(got) == 5
+    for a, b in zip(expected, got):
+        assert a.episode_ids == b.episode_ids
+        for f in ("obs", "act", "rew", "end", "trunc", "mask_padding", "final_obs", "has_final_obs", "starts"):
+            assert torch.equal(getattr(a, f), getattr(b, f)), f
+        check_batch(b, store, 4)
+    # exactly n drawn: the generators continue in step
+    assert plain.sample().episode_ids == ahead.sample().episode_ids
+
+    calls = []
+
+    def failing():
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("torn chunk")
+        return plain.sample()
+
+    it = prefetch(failing, 4)
+    next(it)
+    with pytest.raises(ValueError, match="torn chunk"):
+        next(it)
+    early = prefetch(plain.sample, 100, depth=1)
+    next(early)
+    early.close()  # stops the thread (joins it) although 99 batches were never taken
+    assert len(calls) == 2

@@ -57,12 +57,14 @@ def test_bf16_autocast_epoch_trains_with_finite_losses(tmp_path: Path) -> None:
         assert math.isfinite(report.metrics[key]), key
 
 
-def test_compile_option_compiles_the_three_models_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    compiled: list[str] = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
-    run = AtariRun(_cfg(tmp_path, compile=True))
+@pytest.mark.parametrize("setting, mode", [(True, None), ("reduce-overhead", "reduce-overhead")])
+def test_compile_option_compiles_the_three_models_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting, mode) -> None:
+    compiled: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append((type(self).__name__, k.get("mode"))))
+    run = AtariRun(_cfg(tmp_path, compile=setting))
     try:
-        assert sorted(compiled) == ["ActorCritic", "Denoiser", "RewEndModel"]
+        # the denoiser's inner model: Denoiser has no forward, compute_loss and denoise call inner_model
+        assert sorted(compiled) == [("ActorCritic", mode), ("InnerModel", mode), ("RewEndModel", mode)]
         # in place: the state-dict keys stay those of the plain modules (no "_orig_mod." prefix)
         assert not any("_orig_mod" in k for k in run.agent.state_dict())
     finally:

@@ -130,13 +130,14 @@ class WorldModelEnv:
         return self.obs_buffer[:, -1].clone()
 
     @torch.no_grad()
-    def _reset_dead(self, dead: Tensor) -> None:
-        obs, act, (hx, cx) = self._take_contexts(int(dead.sum()))
-        self.obs_buffer[dead] = obs
-        self.act_buffer[dead] = act
-        self.hx[:, dead] = hx
-        self.cx[:, dead] = cx
-        self.ep_len[dead] = 0
+    def _reset_dead(self, idx: Tensor) -> None:
+        """Fresh contexts for rows ``idx`` (long indices: no boolean-mask indexing, which syncs on CUDA)."""
+        obs, act, (hx, cx) = self._take_contexts(idx.numel())
+        self.obs_buffer[idx] = obs
+        self.act_buffer[idx] = act
+        self.hx[:, idx] = hx
+        self.cx[:, idx] = cx
+        self.ep_len[idx] = 0
 
     @torch.no_grad()
     def step(self, act: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
@@ -163,9 +164,12 @@ class WorldModelEnv:
         info: dict[str, Any] = {}
         if self.return_denoising_trajectory:
             info["denoising_trajectory"] = torch.stack(trajectory, dim=1)
-        dead = (end | trunc).bool()
-        if dead.any():
-            self._reset_dead(dead)
-            info["final_observation"] = next_obs[dead]
-            info["burnin_obs"] = self.obs_buffer[dead, :-1]
+        # The one host read of a step: which rows died (how many new contexts to take depends on it).
+        # ``info["dead_rows"]`` hands the indices to the rollout loop so it need not read them again.
+        idx = (end | trunc).nonzero().squeeze(1)
+        info["dead_rows"] = idx
+        if idx.numel():
+            self._reset_dead(idx)
+            info["final_observation"] = next_obs[idx]
+            info["burnin_obs"] = self.obs_buffer[idx, :-1]
         return self.obs_buffer[:, -1].clone(), rew, end, trunc, info

@@ -106,10 +106,19 @@ class ActorCritic(nn.Module):
         # flatten is logical (NCHW order) whatever the layout: the LSTM sees the same feature order.
         return self.encoder(conv_layout(obs)).flatten(start_dim=1)
 
+    def cell(self, x: Tensor, hx_cx: HiddenState | None) -> HiddenState:
+        """One LSTMCell step in fp32 whatever autocast is active: the state is carried across steps and
+        updates, and a bf16 state would lose precision at every step (the encoder and heads may run in bf16)."""
+        dtype = self.lstm.weight_ih.dtype  # the parameters' (fp32 in training)
+        with torch.autocast(x.device.type, enabled=False):
+            if hx_cx is None:
+                hx_cx = self.zero_state(x.shape[0], x.device, dtype)
+            h, c = self.lstm(x.to(dtype), (hx_cx[0].to(dtype), hx_cx[1].to(dtype)))
+        return h, c
+
     def forward(self, obs: Tensor, hx_cx: HiddenState | None = None) -> tuple[Tensor, Tensor, HiddenState]:
-        """Returns logits (N, A), value (N,), and the new LSTM state (h, c), each (N, lstm_dim)."""
-        x = self.encode(obs)
-        h, c = self.lstm(x, hx_cx if hx_cx is not None else self.zero_state(x.shape[0], x.device, x.dtype))
+        """Returns logits (N, A), value (N,), and the new LSTM state (h, c), each (N, lstm_dim), fp32."""
+        h, c = self.cell(self.encode(obs), hx_cx)
         return self.actor_linear(h), self.critic_linear(h).squeeze(1), (h, c)
 
     def burn_in(self, obs_seq: Tensor, hx_cx: HiddenState | None = None) -> HiddenState:
@@ -122,7 +131,7 @@ class ActorCritic(nn.Module):
             raise ValueError(f"ActorCritic.burn_in expects (N, T, C, H, W), got {tuple(obs_seq.shape)}")
         n, t = obs_seq.shape[:2]
         feats = self.encode(obs_seq.flatten(0, 1)).unflatten(0, (n, t))
-        state = hx_cx if hx_cx is not None else self.zero_state(n, feats.device, feats.dtype)
+        state = hx_cx if hx_cx is not None else self.zero_state(n, feats.device)
         for i in range(t):
-            state = self.lstm(feats[:, i], state)
+            state = self.cell(feats[:, i], state)
         return state

@@ -77,6 +77,18 @@ class Agent(nn.Module):
         return self.cfg.num_actions
 
 
+def compile_agent(agent: Agent, mode: str | None = None, **kwargs: Any) -> None:
+    """``torch.compile`` what training and imagination call, in place (``nn.Module.compile``), so the
+    state-dict keys and checkpoints stay those of the plain modules.
+
+    ``Denoiser`` has no ``forward`` (``compute_loss`` and ``denoise`` call ``inner_model``), so compiling the
+    denoiser itself would wrap a ``__call__`` nobody calls: its inner model is compiled instead. The
+    reward/end model and the actor-critic are called through ``forward``. ``mode="reduce-overhead"`` adds
+    CUDA graphs (``run.compile`` in conf/base/parameters.yml says when)."""
+    for module in (agent.denoiser.inner_model, agent.rew_end_model, agent.actor_critic):
+        module.compile(mode=mode, **kwargs)
+
+
 # ----- strict state-dict loading with a readable error ------------------------------------------------
 
 

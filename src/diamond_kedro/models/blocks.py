@@ -21,6 +21,20 @@ GN_EPS = 1e-5
 ATTN_HEAD_DIM = 8
 
 
+def sample_categorical(logits: Tensor) -> Tensor:
+    """One draw per row of ``softmax(logits)`` over the last dimension, without a host-device sync.
+
+    Exponential race (the Gumbel-max trick): argmax_i p_i / E_i with E_i ~ Exp(1) i.i.d. is class i with
+    probability p_i exactly (min_j E_j / p_j is Exp(sum p) distributed and falls on j = i with probability
+    p_i / sum p). ``torch.multinomial`` draws the same distribution but validates its input on the host:
+    a sync per call on CUDA. Computed in fp32 whatever autocast produced the logits."""
+    probs = logits.float().softmax(-1)
+    # a draw of exactly 0 (possible in float32) would make p / E infinite or NaN: clamp it to the smallest
+    # normal float, which moves no probability a float32 can show
+    race = torch.empty_like(probs).exponential_().clamp_(min=torch.finfo(torch.float32).tiny)
+    return (probs / race).argmax(-1)
+
+
 def num_groups(channels: int) -> int:
     """GroupNorm group count used everywhere: groups of 32 channels, at least one group."""
     return max(1, channels // GN_GROUP_SIZE)

@@ -56,6 +56,15 @@ def _bcast(c: Tensor) -> Tensor:
     return c.reshape(-1, 1, 1, 1)
 
 
+def _levels(sigma: Tensor | float, like: Tensor) -> Tensor:
+    """(B,) noise levels for a batch like ``like``; a Python float becomes a fill on the device (no copy from
+    the host, which from pageable memory would block)."""
+    b = like.size(0)
+    if isinstance(sigma, Tensor):
+        return sigma.to(device=like.device, dtype=like.dtype).expand(b)
+    return torch.full((b,), float(sigma), dtype=like.dtype, device=like.device)
+
+
 def quantize_8bit(x: Tensor) -> Tensor:
     """Clamp to [−1, 1], map to [0, 255], truncate to an integer, map back (spec §3.3). In place on x.
 
@@ -147,13 +156,11 @@ class Denoiser(nn.Module):
         prev_act (B,L) int / (B,L,A) multi-hot / None (upsampler); sigma_cond: noise level already applied
         to prev_obs (CS:GO ``s_cond``), or None.
         """
-        b = noisy_next_obs.size(0)
-        sigma = torch.as_tensor(sigma, dtype=noisy_next_obs.dtype, device=noisy_next_obs.device).expand(b)
+        sigma = _levels(sigma, noisy_next_obs)
         cs = self.conditioners(sigma)
         c_noise_cond = None
         if sigma_cond is not None:
-            sc = torch.as_tensor(sigma_cond, dtype=noisy_next_obs.dtype, device=noisy_next_obs.device).expand(b)
-            c_noise_cond = sc.log() / 4
+            c_noise_cond = _levels(sigma_cond, noisy_next_obs).log() / 4
         model_output = self._model_output(noisy_next_obs, cs, self._flat_prev_obs(prev_obs), prev_act, c_noise_cond)
         return self._wrap(noisy_next_obs, model_output, cs)
 
@@ -224,4 +231,6 @@ class Denoiser(nn.Module):
                 all_obs[:, n + i] = self._wrap(noisy, model_output.detach(), cs)
 
         loss = loss / num_steps
-        return loss, {"loss_denoising": loss.item()}
+        # a tensor, not a float: reading it here would stall the GPU every step (MetricAccumulator reads
+        # the sums once per phase)
+        return loss, {"loss_denoising": loss.detach()}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diamond_kedro.models.blocks import Downsample, ResBlocks, conv3x3, init_lstm  # noqa: F401 (re-exported)
+from diamond_kedro.models.blocks import Downsample, ResBlocks, conv3x3, init_lstm, sample_categorical  # noqa: F401 (re-exported)
 from diamond_kedro.replay.batch import Batch
 
 HxCx = tuple[Tensor, Tensor]
@@ -56,10 +56,16 @@ class RewEndEncoder(nn.Module):
         return x
 
 
-def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
-    """(num_classes, num_classes) int64 counts, rows = true class, columns = predicted class."""
-    idx = target.long() * num_classes + pred.long()
-    return torch.bincount(idx, minlength=num_classes**2).view(num_classes, num_classes)
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, mask: Tensor | None = None) -> Tensor:
+    """(num_classes, num_classes) int64 counts, rows = true class, columns = predicted class; only the
+    entries where ``mask`` is True count. A scatter-add into a fixed-size array: ``torch.bincount`` (and
+    boolean-mask indexing) size their output from the data, which on CUDA is a host-device sync."""
+    k2 = num_classes**2
+    idx = (target.long() * num_classes + pred.long()).flatten()
+    if mask is not None:
+        idx = torch.where(mask.flatten(), idx, k2)  # masked entries land in a spill bin, dropped below
+    counts = torch.zeros(k2 + 1, dtype=torch.long, device=idx.device).scatter_add_(0, idx, torch.ones_like(idx))
+    return counts[:k2].view(num_classes, num_classes)
 
 
 def classification_metrics(cm_rew: Tensor, cm_end: Tensor) -> dict[str, float]:
@@ -69,17 +75,17 @@ def classification_metrics(cm_rew: Tensor, cm_end: Tensor) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for name, cm in (("rew", cm_rew), ("end", cm_end)):
-        cm = cm.double()
+        cm = cm.detach().cpu().double()  # one read per matrix (called once per phase, not per step)
         tp = cm.diagonal()
         predicted, actual = cm.sum(0), cm.sum(1)
         precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
         recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
         denom = precision + recall
         f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-12), torch.zeros_like(tp))
-        for k in range(cm.size(0)):
-            out[f"{name}_precision_class_{k}"] = precision[k].item()
-            out[f"{name}_recall_class_{k}"] = recall[k].item()
-            out[f"{name}_f1_score_class_{k}"] = f1[k].item()
+        for k, (p, r, f) in enumerate(zip(precision.tolist(), recall.tolist(), f1.tolist())):
+            out[f"{name}_precision_class_{k}"] = p
+            out[f"{name}_recall_class_{k}"] = r
+            out[f"{name}_f1_score_class_{k}"] = f
     return out
 
 
@@ -112,7 +118,14 @@ class RewEndModel(nn.Module):
         b, t, c, h, w = obs.shape
         x = torch.cat((obs.reshape(b * t, c, h, w), next_obs.reshape(b * t, c, h, w)), dim=1)
         x = self.encoder(x, self.act_emb(act.reshape(b * t)))
-        x, hx_cx = self.lstm(x.reshape(b, t, -1), hx_cx)
+        # The LSTM runs in fp32 outside autocast: its state is carried across imagined steps, and under CUDA
+        # autocast nn.LSTM takes cuDNN's autocast path, which computes in fp16 whatever dtype autocast asks
+        # for (with no GradScaler to guard it). The encoder and head may run in bf16.
+        dtype = self.lstm.weight_ih_l0.dtype  # the parameters' (fp32 in training)
+        with torch.autocast(x.device.type, enabled=False):
+            if hx_cx is not None:
+                hx_cx = (hx_cx[0].to(dtype), hx_cx[1].to(dtype))
+            x, hx_cx = self.lstm(x.reshape(b, t, -1).to(dtype), hx_cx)
         logits = self.head(x)
         return logits[:, :, :3], logits[:, :, 3:], hx_cx
 
@@ -121,10 +134,15 @@ class RewEndModel(nn.Module):
 
         Transitions t = 0..S−2: (obs[t], act[t]) → obs[t+1], targets rew[t], end[t], valid iff obs[t] is
         real. At a terminal step the next frame (padding) is replaced by the episode's final observation.
-        Returns (loss, metrics) with floats ``loss_rew``, ``loss_end``, ``loss_total``, the per-class
-        classification metrics of this batch, and ``confusion_matrix`` {"rew": (3,3), "end": (2,2)}
-        int64 tensors for accumulation (rows = true class); ``classification_metrics`` turns sums of
-        them into the logged precision/recall/F1.
+        Returns (loss, metrics) with 0-dim tensors ``loss_rew``, ``loss_end``, ``loss_total`` and
+        ``confusion_matrix`` {"rew": (3,3), "end": (2,2)} int64 tensors for accumulation (rows = true
+        class); ``classification_metrics`` turns sums of them into the logged precision/recall/F1.
+
+        No host-device sync: fixed shapes throughout (a masked mean instead of boolean indexing, the final
+        observation substituted with ``where``), metrics left on the device (``MetricAccumulator`` reads
+        them once per phase). The check that every ended segment has its final observation is exact on
+        CPU tensors; elsewhere it is an asynchronous device assert (the sampler delivers has_final_obs
+        from the store, so it only guards hand-made batches).
         """
         obs = batch.obs[:, :-1]
         act = batch.act[:, :-1]
@@ -134,29 +152,32 @@ class RewEndModel(nn.Module):
         mask = batch.mask_padding[:, :-1]
 
         dead = end.bool().any(dim=1)
-        if dead.any():
-            missing = dead & ~batch.has_final_obs.to(dead.device)
+        missing = dead & ~batch.has_final_obs.to(dead.device)
+        if missing.device.type == "cpu":
             if missing.any():
                 rows = missing.nonzero().flatten().tolist()
                 raise ValueError(f"segments {rows} contain end=1 but has_final_obs is False (no final observation)")
-            rows = dead.nonzero().flatten()
-            next_obs = next_obs.clone()  # never modify the caller's batch
-            next_obs[rows, end[rows].float().argmax(dim=1)] = batch.final_obs[rows].to(next_obs)
+        else:
+            torch._assert_async(~missing.any(), "a segment contains end=1 but has_final_obs is False")
+        # the first end step of each ended segment sees the episode's final observation instead of padding
+        first_end = end.float().argmax(dim=1)  # (B,); 0 for segments that do not end (masked out by `dead`)
+        at_end = (torch.arange(end.size(1), device=end.device) == first_end[:, None]) & dead[:, None]
+        next_obs = torch.where(at_end[:, :, None, None, None], batch.final_obs[:, None].to(next_obs), next_obs)
 
         logits_rew, logits_end, _ = self(obs, act, next_obs)
-        logits_rew, logits_end = logits_rew[mask], logits_end[mask]
-        target_rew = rew[mask].sign().long().add(1)
-        target_end = end[mask].long()
-
-        loss_rew = F.cross_entropy(logits_rew, target_rew)
-        loss_end = F.cross_entropy(logits_end, target_end)
+        target_rew = rew.sign().long().add(1)
+        target_end = end.long()
+        # mean over the valid transitions (padded ones weigh 0)
+        weight = mask.flatten().float()
+        count = weight.sum().clamp(min=1)
+        loss_rew = (F.cross_entropy(logits_rew.flatten(0, 1), target_rew.flatten(), reduction="none") * weight).sum() / count
+        loss_end = (F.cross_entropy(logits_end.flatten(0, 1), target_end.flatten(), reduction="none") * weight).sum() / count
         loss = loss_rew + loss_end
 
         with torch.no_grad():
-            cm_rew = confusion_matrix(logits_rew.argmax(-1), target_rew, 3)
-            cm_end = confusion_matrix(logits_end.argmax(-1), target_end, 2)
-        metrics: dict = {"loss_rew": loss_rew.item(), "loss_end": loss_end.item(), "loss_total": loss.item()}
-        metrics.update(classification_metrics(cm_rew, cm_end))
+            cm_rew = confusion_matrix(logits_rew.argmax(-1), target_rew, 3, mask)
+            cm_end = confusion_matrix(logits_end.argmax(-1), target_end, 2, mask)
+        metrics: dict = {"loss_rew": loss_rew.detach(), "loss_end": loss_end.detach(), "loss_total": loss.detach()}
         metrics["confusion_matrix"] = {"rew": cm_rew, "end": cm_end}
         return loss, metrics
 
@@ -167,8 +188,8 @@ class RewEndModel(nn.Module):
         """One imagined transition per env: obs, next_obs (B,3,H,W), act (B,) → sampled reward (B,) float
         in {−1, 0, 1}, sampled end (B,) uint8, new (h, c). Sampling, not argmax (spec §4.3)."""
         logits_rew, logits_end, hx_cx = self(obs.unsqueeze(1), act.unsqueeze(1), next_obs.unsqueeze(1), hx_cx)
-        rew = torch.multinomial(logits_rew[:, 0].softmax(-1), 1).squeeze(1).float() - 1.0
-        end = torch.multinomial(logits_end[:, 0].softmax(-1), 1).squeeze(1).to(torch.uint8)
+        rew = sample_categorical(logits_rew[:, 0]).float() - 1.0  # no host sync (blocks.sample_categorical)
+        end = sample_categorical(logits_end[:, 0]).to(torch.uint8)
         return rew, end, hx_cx
 
     @torch.no_grad()

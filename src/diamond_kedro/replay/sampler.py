@@ -13,12 +13,17 @@ Every batch is drawn independently:
    obs = 0 (mid-gray in [-1, 1]), act = 0, rew = 0, end = 0, trunc = 0, mask_padding = False.
 
 The uint8 -> float conversion x = 2 * v / 255 - 1 runs once per batch, on the target device (so on
-a GPU only bytes cross the bus).
+a GPU only bytes cross the bus). For a CUDA device the host staging buffers are pinned and copied with
+``non_blocking``, and padding is zeroed by fixed-shape multiplies rather than per-row or boolean-mask
+writes (no host-device sync); :func:`prefetch` makes the next batches on a background thread while the
+GPU computes.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+import queue
+import threading
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -127,10 +132,13 @@ def collate_windows(
     obs_np, act_np, rew_np, end_np, trunc_np, final_np = (
         t.numpy() for t in (obs_t, act_t, rew_t, end_t, trunc_t, final_t)
     )
-    mask = np.zeros((b_size, s), dtype=bool)
-    has_final = np.zeros(b_size, dtype=bool)
+    mask_t = host((b_size, s), torch.bool)
+    has_final_t = host((b_size,), torch.bool)
+    starts_t = torch.as_tensor(np.asarray(starts, dtype=np.int64))
+    if pin:
+        starts_t = starts_t.pin_memory()
+    mask, has_final = mask_t.numpy(), has_final_t.numpy()
     lengths = store.lengths
-    real = np.zeros((b_size, 2), dtype=np.int64)  # [first real slot, end of real slots)
     for b, (eid, start) in enumerate(zip(episode_ids, starts)):
         eid, start = int(eid), int(start)
         lo, hi = max(start, 0), min(start + s, int(lengths[eid]))
@@ -149,7 +157,6 @@ def collate_windows(
                 },
             )
             mask[b, i:j] = True
-        real[b] = (i, max(i, j))
         fo = store.final_obs(eid)
         if fo is not None:
             final_np[b] = fo
@@ -158,17 +165,12 @@ def collate_windows(
             final_np[b] = 0
 
     nb = pin  # non_blocking copies are only safe from pinned memory
-    obs = _to_model_range(obs_t.to(device, non_blocking=nb))
-    # zero the padded frames (uninitialised bytes in the staging buffer); 0 is mid-gray in [-1, 1]
-    for b in range(b_size):
-        i, j = real[b]
-        if i > 0:
-            obs[b, :i] = 0.0
-        if j < s:
-            obs[b, j:] = 0.0
-    final_obs = _to_model_range(final_t.to(device, non_blocking=nb))
-    has_final_t = torch.from_numpy(has_final).to(device)
-    final_obs[~has_final_t] = 0.0
+    mask_d = mask_t.to(device, non_blocking=nb)
+    has_final_d = has_final_t.to(device, non_blocking=nb)
+    # zero the padded frames (uninitialised bytes in the staging buffer; 0 is mid-gray in [-1, 1]) and the
+    # final frames of episodes that have none: fixed-shape multiplies, no per-row launches or mask indexing
+    obs = _to_model_range(obs_t.to(device, non_blocking=nb)).mul_(mask_d[:, :, None, None, None])
+    final_obs = _to_model_range(final_t.to(device, non_blocking=nb)).mul_(has_final_d[:, None, None, None])
     act = act_t.to(device, non_blocking=nb)
     if act_shape:  # multi-hot actions are delivered as float
         act = act.float()
@@ -178,12 +180,56 @@ def collate_windows(
         rew=rew_t.to(device, non_blocking=nb),
         end=end_t.to(device, non_blocking=nb),
         trunc=trunc_t.to(device, non_blocking=nb),
-        mask_padding=torch.from_numpy(mask).to(device),
+        mask_padding=mask_d,
         final_obs=final_obs,
-        has_final_obs=has_final_t,
+        has_final_obs=has_final_d,
         episode_ids=[int(e) for e in episode_ids],
-        starts=torch.as_tensor(np.asarray(starts, dtype=np.int64)).to(device),
+        starts=starts_t.to(device, non_blocking=nb),
     )
+
+
+def prefetch(sample: Callable[[], Batch], n: int, depth: int = 2) -> Iterator[Batch]:
+    """The next ``n`` batches of ``sample()``, made ``depth`` ahead on a background thread.
+
+    The same batches in the same order as ``n`` calls of ``sample()`` (one thread draws them in turn, and
+    exactly ``n``: the sampler's generator ends where it would have), so a run is reproducible with or
+    without it. Why: collating a batch (reading the replay chunks, pinned staging, the copy) is host work
+    that would otherwise leave the GPU idle at every step. An error in ``sample`` is raised here; closing
+    the iterator early (or an error in the consumer) stops the thread.
+    """
+    if n <= 0:
+        return
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        for _ in range(n):
+            if stop.is_set():
+                return
+            try:
+                item: tuple[bool, object] = (True, sample())
+            except BaseException as exc:  # handed to the consumer, which raises it
+                item = (False, exc)
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not item[0]:
+                return
+
+    thread = threading.Thread(target=produce, name="replay-prefetch", daemon=True)
+    thread.start()
+    try:
+        for _ in range(n):
+            ok, value = q.get()
+            if not ok:
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 _TORCH_DTYPE = {
@@ -274,6 +320,10 @@ class SegmentSampler:
     def __iter__(self) -> Iterator[Batch]:
         while True:
             yield self.sample()
+
+    def prefetch(self, n: int, depth: int = 2) -> Iterator[Batch]:
+        """The next ``n`` batches, made on a background thread (:func:`prefetch`)."""
+        return prefetch(self.sample, n, depth)
 
 
 def test_windows(lengths: Sequence[int], seq_len: int) -> list[tuple[int, int]]:

@@ -107,11 +107,20 @@ def build_models(cfg: CsgoConfig, action: ActionSpec | None = None) -> dict[str,
 
 
 def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Move AdamW's moment tensors (not the ``step`` counters, which torch keeps on the CPU) to ``device``."""
+    """Move AdamW's moment tensors (not the ``step`` counters, which torch keeps on the CPU) to ``device``.
+
+    The copies are ``non_blocking`` (they overlap); a copy from the GPU to the host may still be in flight
+    when it returns, and the host could read (save, step) the tensor before its bytes arrived, so that
+    direction ends with one synchronisation."""
+    from_gpu: set[torch.device] = set()
     for state in optimizer.state.values():
         for k, v in state.items():
             if k != "step" and isinstance(v, torch.Tensor):
+                if v.device.type == "cuda" and device.type == "cpu":
+                    from_gpu.add(v.device)
                 state[k] = v.to(device, non_blocking=True)
+    for source in from_gpu:
+        torch.cuda.synchronize(source)
 
 
 # A CS:GO run folder has only the common files (the data is the ingested dataset, outside the run).
@@ -270,10 +279,11 @@ class CsgoRun(TrainingRun):
         """The model's batch for these windows: low-res frames (dynamics), or full-res frames + the matching
         low-res frames (upsampler; the two stores share episode ids)."""
         s = self.seq_len(name)
-        low = collate_windows(self.stores[("low_res", split)], ids, starts, s, self.device)
+        pin = self.device.type == "cuda"  # non-blocking copies from pinned staging buffers
+        low = collate_windows(self.stores[("low_res", split)], ids, starts, s, self.device, pin_memory=pin)
         if name == "denoiser":
             return low, None
-        full = collate_windows(self.stores[("full_res", split)], ids, starts, s, self.device)
+        full = collate_windows(self.stores[("full_res", split)], ids, starts, s, self.device, pin_memory=pin)
         return full, low.obs
 
     def sample_batch(self, name: str) -> tuple[Batch, torch.Tensor | None]:
@@ -304,7 +314,7 @@ class CsgoRun(TrainingRun):
                     loss, metrics = self._loss(name, batch, low, compute_loss)
                     (loss / t.grad_acc_steps).backward()
                 acc.add(metrics)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm))
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm).detach()  # read once per phase
             opt.step()
             sched.step()
             return grad_norm

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from diamond_kedro.models.actor_critic import ActorCritic, HiddenState
+from diamond_kedro.models.blocks import sample_categorical
 from diamond_kedro.training.returns import lambda_returns
 
 
@@ -105,14 +106,18 @@ class RolloutLoop:
         for t in range(k):
             logits, value, (h, c) = model(obs, (h, c))
             with torch.no_grad():
-                act = torch.multinomial(F.softmax(logits, dim=-1), 1).squeeze(1)
+                act = sample_categorical(logits)  # π(a|s) exactly, with no host sync (unlike multinomial)
                 # ε-greedy: one coin flip per step for all envs together (spec §12.15).
                 if self.epsilon > 0 and self.rng.random() < self.epsilon:
                     act = torch.randint(0, self.env.num_actions, act.shape, device=act.device)
                 next_obs, rew, end, trunc, info = self.env.step(act)
-            dead = (end.bool() | trunc.bool()).to(h.device)
-            if dead.any():
-                idx = dead.nonzero().squeeze(1)
+            # Which rows died: the one host read of a step (the number of new contexts depends on it). An env
+            # that already read it hands the indices over (``info["dead_rows"]``, the world-model env).
+            idx = info.get("dead_rows")
+            if idx is None:
+                idx = (end.bool() | trunc.bool()).nonzero().squeeze(1)
+            idx = idx.to(h.device)
+            if idx.numel():
                 with torch.no_grad():  # bootstrap from the true last frame, from the state after step t
                     _, v_final, _ = model(info["final_observation"], (h[idx], c[idx]))
                 final_values.append((t, idx, v_final))
@@ -124,8 +129,7 @@ class RolloutLoop:
                     h = h.index_put((idx,), h_new.to(h.dtype))
                     c = c.index_put((idx,), c_new.to(c.dtype))
                 else:
-                    keep = (~dead).unsqueeze(1).to(h.dtype)
-                    h, c = h * keep, c * keep
+                    h, c = h.index_fill(0, idx, 0.0), c.index_fill(0, idx, 0.0)
             for key, val in zip(keys, (obs, act, rew, end, trunc, logits, value)):
                 steps[key].append(val)
             infos.append(info)
@@ -168,7 +172,7 @@ def actor_critic_loss(
     loss_entropy = -weight_entropy_loss * entropy
     loss = loss_actions + loss_entropy + loss_values
 
-    # One device->host transfer for all metrics.
+    # Metrics stay on the device as 0-dim tensors (MetricAccumulator reads them once per phase).
     names = (
         "policy_entropy",
         "loss_actions",
@@ -192,5 +196,5 @@ def actor_critic_loss(
             rollout.end.float().mean(),
             values.detach().mean(),
         ]
-    ).tolist()
-    return loss, dict(zip(names, vals))
+    ).float()
+    return loss, dict(zip(names, vals.unbind()))

@@ -84,7 +84,11 @@ def make_optimizer(
         {"params": [params[n] for n in decay], "weight_decay": weight_decay},
         {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, eps=eps)
+    # fused (one kernel for all parameters) where every parameter is on CUDA: the same AdamW update, fewer
+    # launches (benchmarks/gpu_checks.py compares it with the default implementation). Models built on the
+    # CPU and moved later (CS:GO's run.offload) keep the default.
+    fused = bool(params) and all(p.device.type == "cuda" for p in params.values())
+    return torch.optim.AdamW(groups, lr=lr, eps=eps, fused=fused or None)
 
 
 class LinearWarmup:
@@ -111,11 +115,12 @@ def optimizer_step(
     scheduler: LambdaLR | None,
     loss: Tensor,
     max_grad_norm: float | None,
-) -> float:
+) -> Tensor:
     """zero_grad -> backward -> clip global grad norm -> step -> scheduler step.
 
     Returns the global L2 norm of the gradients *before* clipping (logged as
-    ``grad_norm_before_clip``). Read ``scheduler.get_last_lr()`` *before* calling this to log the lr
+    ``grad_norm_before_clip``), a 0-dim tensor on the model's device: read it once per phase, not per step
+    (``float()`` of it waits for the GPU to finish the step). Read ``scheduler.get_last_lr()`` *before* calling this to log the lr
     the update used. ``max_grad_norm=None`` measures the norm without clipping.
     """
     optimizer.zero_grad(set_to_none=True)
@@ -126,4 +131,4 @@ def optimizer_step(
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return float(grad_norm)
+    return grad_norm.detach()

@@ -33,11 +33,11 @@ from diamond_kedro.envs.atari import TorchAtariEnv, game_short_name, make_atari_
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
 from diamond_kedro.models.actor_critic import ActorCriticConfig
-from diamond_kedro.models.agent import Agent, AgentConfig, save_checkpoint
+from diamond_kedro.models.agent import Agent, AgentConfig, compile_agent, save_checkpoint
 from diamond_kedro.models.diffusion_sampler import DiffusionSamplerConfig
 from diamond_kedro.models.rew_end_model import RewEndModelConfig
 from diamond_kedro.replay.batch import Batch
-from diamond_kedro.replay.sampler import SegmentSampler
+from diamond_kedro.replay.sampler import SegmentSampler, prefetch
 from diamond_kedro.replay.store import ReplayStore
 from diamond_kedro.reporting import EpochReport
 from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
@@ -161,10 +161,8 @@ class AtariRun(TrainingRun):
         self.agent = build_agent(cfg, self.num_actions).to(self.device)
         # run.amp "auto": bf16 autocast where this machine computes it natively and it pays (probed, cached)
         self.amp = resolve_amp(cfg.run.amp, self.device)
-        if cfg.run.compile:
-            # in place (nn.Module.compile), so state-dict keys and checkpoints stay those of the plain modules
-            for name in COMPONENTS:
-                getattr(self.agent, name).compile()
+        if cfg.run.compile:  # in place: state-dict keys and checkpoints stay those of the plain modules
+            compile_agent(self.agent, mode=None if cfg.run.compile is True else cfg.run.compile)
         self._make_optimizers({name: getattr(self.agent, name) for name in COMPONENTS})
 
         # repair=True: a run killed between a chunk's rename and the manifest's rewrite is re-manifested from
@@ -350,6 +348,7 @@ class AtariRun(TrainingRun):
                 weights=t.sample_weights,
                 seed=int(self.rng.integers(2**31)),
                 device=self.device,
+                pin_memory=self.device.type == "cuda",  # non-blocking copies from pinned staging buffers
             ))
         return self._samplers[name]
 
@@ -379,14 +378,22 @@ class AtariRun(TrainingRun):
             self._losses[name] = self.dist.loss(model)
         compute_loss = self._losses[name]
         model.train()
+        # on CUDA the phase's batches are made on a background thread while the GPU trains (the same
+        # batches in the same order: ``replay.sampler.prefetch``); on CPU that thread would take cores
+        # from the training itself
+        batches = prefetch(sampler.sample, self._num_steps(name)) if self.device.type == "cuda" else None
 
         def loss_fn() -> tuple[torch.Tensor, dict[str, Any]]:
-            batch = sampler.sample()
+            batch = next(batches) if batches is not None else sampler.sample()
             # the rew_end_model's loss is a mean over valid transitions, whose number differs by shard
             count = valid_transitions(batch) if name == "rew_end_model" and self.dist.enabled else None
             return compute_loss(batch, count=count) if count is not None else compute_loss(batch)
 
-        return self._train_steps(name, model, loss_fn)
+        try:
+            return self._train_steps(name, model, loss_fn)
+        finally:
+            if batches is not None:
+                batches.close()
 
     def train_denoiser(self) -> dict[str, float]:
         return self._train_phase("denoiser", lambda: self._train_world_model_component("denoiser"))

@@ -156,10 +156,13 @@ class MetricAccumulator:
 
     Per-batch precision/recall/F1 are not averaged (an average of ratios is not the ratio of the sums):
     they are recomputed from the accumulated confusion matrices (spec §4.2).
+
+    Metrics may be floats or 0-dim tensors; tensors are summed where they are (on the GPU) and read
+    once, in ``result``: a ``float()`` per step would wait for the GPU at every step.
     """
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        self.sums: dict[str, Any] = {}
         self.confusion: dict[str, torch.Tensor] = {}
         self.count = 0
 
@@ -176,12 +179,19 @@ class MetricAccumulator:
         for k, v in metrics.items():
             if k == "confusion_matrix":
                 for name, cm in v.items():
-                    self.confusion[name] = self.confusion.get(name, 0) + cm.detach().cpu()
+                    self.confusion[name] = self.confusion.get(name, 0) + cm.detach()
             elif "_class_" not in k:
-                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+                self.sums[k] = self.sums.get(k, 0.0) + v
 
     def result(self) -> dict[str, float]:
-        out = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        keys = list(self.sums)
+        tensors = [k for k in keys if isinstance(self.sums[k], torch.Tensor)]
+        values = {k: self.sums[k] for k in keys}
+        if tensors:  # one device->host read for all of them
+            device = self.sums[tensors[0]].device
+            values.update(zip(tensors, torch.stack([self.sums[k].reshape(()).to(device) for k in tensors]).tolist()))
+        out = {k: values[k] / self.count for k in keys} if self.count else {}
         if self.confusion:
             scores = rew_end_classification_metrics(self.confusion["rew"], self.confusion["end"])
             out.update({f"classification_metrics/{k}": v for k, v in scores.items()})
@@ -232,6 +242,7 @@ class TrainingRun(ABC):
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # spec §6.2: TF32 matmuls on
             torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True  # fixed shapes per component: autotuned conv algorithms pay
         seed_everything(cfg.run.seed)
         self.pending: EpochReport | None = None  # the epoch in progress
         self.changed_params = ""  # set by a resume with other (non-model) parameters; tagged on the next epoch
@@ -416,7 +427,8 @@ class TrainingRun(ABC):
 
     def _optimise(self, name: str, steps: int, update: Callable[[MetricAccumulator], float]) -> dict[str, float]:
         """``steps`` optimiser updates of model ``name``. ``update(acc)`` makes one, adding the metrics of
-        its batches to ``acc``, and returns the gradient norm before clipping. Returns the mean metrics,
+        its batches to ``acc``, and returns the gradient norm before clipping (a tensor or a float; read once,
+        at the end). Returns the mean metrics,
         the update count, and the last update's gradient norm and lr (the current lr if ``steps`` is 0)."""
         opt = self.optimizers[name]
         acc = MetricAccumulator()
@@ -427,7 +439,7 @@ class TrainingRun(ABC):
             self.counters.num_batch_train[name] += 1
         out = acc.result()
         out[f"num_batch_train_{name}"] = self.counters.num_batch_train[name]
-        out["grad_norm_before_clip"] = grad_norm
+        out["grad_norm_before_clip"] = float(grad_norm)
         out["lr"] = lr
         return out
 

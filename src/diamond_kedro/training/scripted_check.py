@@ -180,7 +180,7 @@ def run_check(
     for u in range(1, cfg.updates + 1):
         loss, metrics = update_loss()
         optimizer_step(model, opt, sched, loss, cfg.max_grad_norm)
-        result.imagined_reward_per_step.append(metrics["imagined_reward_mean"])
+        result.imagined_reward_per_step.append(float(metrics["imagined_reward_mean"]))
         if on_update is not None:
             on_update({"update": u, "loss_total": float(loss.detach()), **metrics})
         if (cfg.eval_every and u % cfg.eval_every == 0) or u == cfg.updates:

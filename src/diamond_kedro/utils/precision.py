@@ -2,7 +2,9 @@
 
 ``run.amp`` is ``auto`` (the default), ``true`` or ``false``. ``auto`` resolves once per run:
 
-* CUDA: bf16 when the GPU supports it (``torch.cuda.is_bf16_supported``: Ampere and later).
+* CUDA: bf16 when the GPU computes it natively (``torch.cuda.is_bf16_supported(including_emulation=False)``:
+  Ampere and later). The default ``including_emulation=True`` also says yes on GPUs that only emulate bf16
+  (V100, T4), where it is slower than fp32.
 * CPU: bf16 only when oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX; with an ISA limit
   such as ``ONEDNN_MAX_CPU_ISA=AVX2`` it has none), *and* a short probe shows it pays: a forward + backward
   of the paper-size denoiser network in fp32 and under bf16 autocast, alternating, best of 2; bf16 is taken
@@ -36,6 +38,11 @@ def cpu_has_native_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def cuda_has_native_bf16() -> bool:
+    """The current CUDA device computes bf16 natively (not emulated)."""
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def resolve_amp(setting: AmpSetting, device: torch.device) -> bool:
     """Whether training forward passes run under bf16 autocast on ``device`` (see the module docstring)."""
     if isinstance(setting, bool):
@@ -43,7 +50,7 @@ def resolve_amp(setting: AmpSetting, device: torch.device) -> bool:
     if setting != "auto":
         raise ValueError(f"run.amp must be true, false or 'auto', got {setting!r}")
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return cuda_has_native_bf16()
     if device.type != "cpu" or not cpu_has_native_bf16():
         return False
     return bf16_pays_on_cpu()
