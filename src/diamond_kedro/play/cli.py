@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _device(spec: str) -> Any:
-    from diamond_kedro.training.run_common import resolve_device
+    from diamond_kedro.utils.device import resolve_device
 
     try:
         return resolve_device(spec)
