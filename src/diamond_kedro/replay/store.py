@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from diamond_kedro.errors import UserError
+from diamond_kedro.utils.atomic import atomic_write, durable_replace, fsync_dir
 
 MANIFEST_NAME = "manifest.json"
 EPISODES_DIR = "episodes"
@@ -226,42 +227,6 @@ class _Chunk:
 # --------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path, enabled: bool = True) -> None:
-    if not enabled:
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, write: Any, fsync: bool = True) -> None:
-    """Write via ``path.tmp`` (+ fsync) + os.replace; ``write(f)`` fills the open binary file."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # A failed write leaves no partial file behind under the real name; drop the temp file too
-        # (a hard crash may still leave it: it is ignored on open and removed on repair).
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent, fsync)
-
-
 def _chunk_relpath(episode_id: int, index: int) -> str:
     return f"{EPISODES_DIR}/{episode_id:06d}/chunk_{index:04d}.arrow"
 
@@ -311,7 +276,7 @@ def _write_chunk(path: Path, chunk: EpisodeChunk, episode_id: int, index: int, e
         with pa.ipc.new_file(f, schema) as writer:  # uncompressed: memory-mappable, zero-copy
             writer.write_batch(batch.replace_schema_metadata(metadata))
 
-    _atomic_write_bytes(path, write, fsync)
+    atomic_write(path, write, fsync=fsync, tmp=path.with_name(path.name + TMP_SUFFIX))
 
 
 def _column_numpy(col: pa.Array, dtype: np.dtype, inner_shape: tuple[int, ...]) -> np.ndarray:
@@ -542,7 +507,7 @@ class ReplayStore:
                     # A half-written newest chunk can only come from a crash mid-append: keep the
                     # bytes (renamed, ignored from now on) so nothing is lost silently.
                     src = self.root / rel
-                    src.rename(src.with_name(src.name + CORRUPT_SUFFIX))
+                    durable_replace(src, src.with_name(src.name + CORRUPT_SUFFIX), fsync=self._fsync)
                     continue
                 if repair:
                     raise CorruptChunkError(
@@ -673,7 +638,8 @@ class ReplayStore:
         if self._defer_manifest:
             return
         text = json.dumps(self.manifest())  # compact: the C encoder, O(size) per write
-        _atomic_write_bytes(self.root / MANIFEST_NAME, lambda f: f.write(text.encode()), self._fsync)
+        path = self.root / MANIFEST_NAME
+        atomic_write(path, lambda f: f.write(text.encode()), fsync=self._fsync, tmp=path.with_name(path.name + TMP_SUFFIX))
 
     # ---- summaries -------------------------------------------------------------------------
 
@@ -778,7 +744,7 @@ class ReplayStore:
         new_dir = not path.parent.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         if new_dir:
-            _fsync_dir(path.parent.parent, self._fsync)
+            fsync_dir(path.parent.parent, self._fsync)
         _write_chunk(path, chunk, eid, index, epoch, self._fsync)
         mapped = _read_chunk(self.root, rel)
         if index == 0:
@@ -830,7 +796,7 @@ class ReplayStore:
                     pass  # e.g. a quarantined *.corrupt file lives there: keep it
             self._invalidate(c.episode_id)
         if removed:
-            _fsync_dir(self.root / EPISODES_DIR, self._fsync)
+            fsync_dir(self.root / EPISODES_DIR, self._fsync)
             self._write_manifest()
         return removed
 
@@ -844,8 +810,7 @@ class ReplayStore:
         ep_root = self.root / EPISODES_DIR
         if ep_root.exists():
             trash = self.root / f"{EPISODES_DIR}.{uuid.uuid4().hex}{TMP_SUFFIX}"
-            os.replace(ep_root, trash)
-            _fsync_dir(self.root, self._fsync)
+            durable_replace(ep_root, trash, fsync=self._fsync)
         else:
             trash = None
         self._episodes = []
