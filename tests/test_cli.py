@@ -133,3 +133,18 @@ def test_commands_use_pipelines_not_the_deprecated_pipeline_option() -> None:
     offenders = [f"{f.relative_to(root)}:{i}" for f in files if f.name != "test_cli.py"
                  for i, line in enumerate(f.read_text().splitlines(), 1) if deprecated.search(line)]
     assert offenders == []
+
+
+def test_a_run_held_by_another_writer_is_one_line(project: Path) -> None:
+    """A second `kedro run` on a run folder that another process writes stops at once, naming the holder, and
+    touches nothing (the holder here is this test process, through the same lock a run takes)."""
+    import os
+
+    from diamond_kedro.utils.run_lock import RunLock
+
+    folder = project / "data/runs/Breakout_seed0_ci"
+    with RunLock(folder):
+        proc = kedro_run(project, "--pipelines=atari_epoch", "--env=ci", check=False)
+    line = one_error_line(proc)
+    assert "run data/runs/Breakout_seed0_ci is in use by another writer" in line and f"pid {os.getpid()}" in line
+    assert {p.name for p in folder.iterdir()} <= {".lock", ".lock.json"}  # no replay store, no state
