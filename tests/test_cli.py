@@ -130,7 +130,8 @@ def test_commands_use_pipelines_not_the_deprecated_pipeline_option() -> None:
     for folder, pattern in (("src", "*.py"), ("tests", "*.py"), ("conf", "*.yml"), ("notebooks", "*.ipynb")):
         files += sorted((root / folder).rglob(pattern))
     deprecated = re.compile(r"--pipeline(?![s\w])")
-    offenders = [f"{f.relative_to(root)}:{i}" for f in files if f.name != "test_cli.py"
+    checkers = {"test_cli.py", "test_docs_build.py"}  # the two tests that name the deprecated option to find it
+    offenders = [f"{f.relative_to(root)}:{i}" for f in files if f.name not in checkers
                  for i, line in enumerate(f.read_text().splitlines(), 1) if deprecated.search(line)]
     assert offenders == []
 
