@@ -452,6 +452,7 @@ class TrainingRun(ABC):
         report.metrics["duration"] = elapsed / 3600.0  # spec §6.5: hours per epoch
         report.metrics["epoch"] = float(report.epoch)
         self.counters.epoch = report.epoch
+        report.run_is_over = self.is_over  # on every rank (the counters are the same on all of them)
         if self.dist.is_main:  # under torchrun the other ranks hold the same models and write nothing
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             save_state_file(self._state_dict(), self.paths.state)
