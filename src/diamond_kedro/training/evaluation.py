@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.evaluation.fidelity import choose_contexts, plot_fidelity_curves, world_model_fidelity
 from diamond_kedro.evaluation.video import trajectory_grid, write_comparison_video
 from diamond_kedro.replay.sampler import iter_test_batches
-from diamond_kedro.training.run_common import MetricAccumulator
+from diamond_kedro.training.run_common import test_losses
 
 if TYPE_CHECKING:
     from diamond_kedro.training.run import AtariRun
@@ -40,15 +39,6 @@ def play_test_episodes(run: "AtariRun", num_episodes: int, store=None) -> tuple[
     finally:
         env.close()
     return stats.episode_returns, stats.episode_lengths
-
-
-@torch.no_grad()
-def test_losses(model: torch.nn.Module, store, batch_size: int, seq_len: int, device: torch.device) -> tuple[dict[str, float], int]:
-    """Mean loss of ``model`` over the test store, traversed deterministically (spec §1.8)."""
-    model.eval()
-    acc = MetricAccumulator.over(model.compute_loss(b)[1] for b in iter_test_batches(store, batch_size, seq_len, device=device))
-    model.train()
-    return acc.result(), acc.count
 
 
 def fidelity_and_media(run: "AtariRun", store) -> tuple[dict[str, float], list[Path]]:
@@ -107,9 +97,8 @@ def evaluate_run(run: "AtariRun") -> dict[str, float]:
             }
         )
         for name in ("denoiser", "rew_end_model"):
-            losses, num_batches = test_losses(
-                getattr(run.agent, name), run.replay_test, cfg.test_batch_size, run.seq_len(name), run.device
-            )
+            batches = iter_test_batches(run.replay_test, cfg.test_batch_size, run.seq_len(name), device=run.device)
+            losses, num_batches = test_losses(getattr(run.agent, name), batches)
             metrics.update({f"{name}/test/{k}": v for k, v in losses.items()})
             metrics[f"{name}/test/num_batch_test_{name}"] = num_batches
         fidelity, media = fidelity_and_media(run, run.replay_test)
