@@ -4,6 +4,7 @@ Kedro session, until the committed epoch is the run's last (src/diamond_kedro/cl
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -16,7 +17,8 @@ from diamond_kedro.pipelines import atari, atari_epoch
 from diamond_kedro.reporting import EpochReport
 from diamond_kedro.training.run_common import RunIsOver
 
-from .conftest import kedro_run
+from ..isolation import loopback_only
+from .conftest import BIN, kedro_run, project_env
 
 RUN = Path("data/runs/Breakout_seed0_ci")
 
@@ -88,4 +90,20 @@ def test_a_whole_ci_run_is_one_mlflow_run_with_one_row_per_epoch(project: Path) 
 
     again = kedro_run(project, "--pipelines=atari", "--env=ci")  # over: nothing to do, nothing logged twice
     assert again.returncode == 0
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "env_steps")] == [1, 2, 3]
+
+
+def test_a_whole_run_under_torchrun_ends_on_every_rank(project: Path) -> None:
+    """``python -m diamond_kedro`` is the same run command: both ranks stop after the last epoch (the committed
+    report's ``run_is_over``, the same on every rank), rank 0 alone wrote and logged."""
+    cmd = loopback_only([str(BIN / "torchrun"), "--standalone", "--nproc-per-node=2", "-m", "diamond_kedro",
+                         "--pipelines=atari", "--env=ci"])
+    env = project_env()
+    env.update(PYTHONPATH=str(project / "src"), OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    metrics = json.loads((project / RUN / "metrics.json").read_text())
+    assert metrics["epoch"] == 3 and metrics["env_steps"] == 300 and "final_return_mean" in metrics
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs(client.get_experiment_by_name("diamond-atari").experiment_id)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "env_steps")] == [1, 2, 3]
