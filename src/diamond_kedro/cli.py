@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -97,27 +98,39 @@ def committed_report(result: dict[str, Any] | None) -> Any:
 def run_epochs(run_session: Callable[[], Any]) -> Any:
     """Call ``run_session`` (one Kedro session of the epoch pipeline) until its committed epoch was the run's
     last. A run already over when asked is not an error (nothing to do, as ``dvc repro`` of a finished
-    stage); over during the loop it is the end. Returns the last session's result."""
-    from diamond_kedro.training.run_common import RunIsOver  # lazily: other commands don't import torch
+    stage); over during the loop it is the end. Returns the last session's result.
 
-    result, epochs = None, 0
-    while True:
-        try:
-            result = run_session()
-        except Exception as exc:
-            if epochs == 0 and isinstance(find_user_error(exc), RunIsOver):
-                log.info("%s: nothing to do", one_line(find_user_error(exc)))
-                return {}
-            raise
-        epochs += 1
-        report = committed_report(result)
-        if report is None:
-            return result
-        if report.run_is_over:
-            final = {k: v for k, v in report.metrics.items() if k.startswith("final_")}
-            log.info("Run %s is over after epoch %d (%d this command)%s", report.run_key, report.epoch, epochs,
-                     f": {final}" if final else "")
-            return result
+    Each session's run takes the run folder's lock and gives it back at its commit; from the first commit
+    on, the loop holds it too (re-entrant in this process, rank 0 only, as the sweep's worker does), so no
+    other process takes the run over between two epochs."""
+    from diamond_kedro.distributed import env_rank  # lazily: other commands don't import torch
+    from diamond_kedro.training.run_common import RunIsOver
+    from diamond_kedro.utils.run_lock import RunLock
+
+    result, epochs, lock = None, 0, None
+    try:
+        while True:
+            try:
+                result = run_session()
+            except Exception as exc:
+                if epochs == 0 and isinstance(find_user_error(exc), RunIsOver):
+                    log.info("%s: nothing to do", one_line(find_user_error(exc)))
+                    return {}
+                raise
+            epochs += 1
+            report = committed_report(result)
+            if report is None:
+                return result
+            if report.run_is_over:
+                final = {k: v for k, v in report.metrics.items() if k.startswith("final_")}
+                log.info("Run %s is over after epoch %d (%d this command)%s", report.run_key, report.epoch, epochs,
+                         f": {final}" if final else "")
+                return result
+            if lock is None and env_rank() == 0 and report.params.get("run.root"):
+                lock = RunLock(Path(str(report.params["run.root"])) / report.run_key).acquire()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _run(verbose: bool, **kwargs: Any) -> Any:

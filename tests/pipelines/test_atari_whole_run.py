@@ -107,3 +107,19 @@ def test_a_whole_run_under_torchrun_ends_on_every_rank(project: Path) -> None:
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     (run,) = client.search_runs(client.get_experiment_by_name("diamond-atari").experiment_id)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "env_steps")] == [1, 2, 3]
+
+
+def test_the_loop_holds_the_run_folder_between_epochs(tmp_path: Path) -> None:
+    from diamond_kedro.utils import run_lock
+
+    folder = tmp_path / "runs" / "k"
+    params = {"run.root": str(tmp_path / "runs")}
+    held: list[bool] = []
+
+    def session():
+        held.append(run_lock.is_locked(folder))
+        return {"epoch_metrics": EpochReport(epoch=len(held), run_key="k", params=params, run_is_over=len(held) == 3)}
+
+    project_cli.run_epochs(session)
+    assert held == [False, True, True]  # from the first commit on (the run's own lock covers its sessions)
+    assert not run_lock.is_locked(folder)  # given back at the end
