@@ -42,8 +42,10 @@ def add_amp_argument(p: argparse.ArgumentParser) -> None:
 
 def resolve_worker_amp(args: argparse.Namespace, device: Any) -> bool:
     """``--amp`` resolved as a run resolves ``run.amp`` (the probe, when needed, runs here, before timing)."""
-    from diamond_kedro.utils.precision import resolve_amp
+    from diamond_kedro.models.unet import probe_network
+    from diamond_kedro.utils.precision import resolve_amp, set_probe_network
 
+    set_probe_network(probe_network)
     return resolve_amp({"on": True, "off": False}.get(args.amp, "auto"), device)
 
 

@@ -25,8 +25,8 @@ from diamond_kedro.play.atari import AtariPlay
 from diamond_kedro.play.csgo import CsgoContext, CsgoPlay
 from diamond_kedro.play.keymaps import csgo_script_action
 from diamond_kedro.play.loading import AtariSource, CsgoSource
-from diamond_kedro.training.csgo_run import build_models
-from diamond_kedro.training.run_common import resolve_device
+from diamond_kedro.builders import build_models
+from diamond_kedro.utils.device import resolve_device
 
 
 def timed(step, steps: int, warmup: int, device: torch.device) -> str:

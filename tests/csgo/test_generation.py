@@ -8,7 +8,7 @@ import torch
 from diamond_kedro.csgo.actions import encode_action
 from diamond_kedro.csgo.config import CsgoConfig
 from diamond_kedro.csgo.generate import imagine, to_uint8_frames
-from diamond_kedro.training.csgo_run import build_models
+from diamond_kedro.builders import build_models
 
 
 def tiny_models():

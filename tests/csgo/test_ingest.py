@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diamond_kedro.csgo import ingest as ingest_mod
-from diamond_kedro.csgo.ingest import CsgoDataError, downscale, ingest, load_test_split
+from diamond_kedro.csgo.ingest import ingest
+from diamond_kedro.datasets.csgo_hdf5 import CsgoDataError, find_sources, load_test_split
+from diamond_kedro.datasets.writer import downscale
 from diamond_kedro.replay.store import ReplayStore
 
 from .synthetic import action, make_tar, write_hdf5
@@ -156,7 +157,7 @@ def test_missing_source_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_reads_the_tar_in_place_without_extracting(source, tmp_path: Path) -> None:
     raw, split = source
-    sources = ingest_mod.find_sources(raw)
+    sources = find_sources(raw)
     assert [s.file_id for s in sources] == [
         "1-2/hdf5_dm_july2021_1.hdf5", "1-2/hdf5_dm_july2021_2.hdf5", "extra/hdf5_dm_july2021_3.hdf5"]
     run(raw, split, tmp_path / "out")

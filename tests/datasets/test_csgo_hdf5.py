@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diamond_kedro.csgo.ingest import CsgoDataError, ingest
+from diamond_kedro.csgo.ingest import ingest
+from diamond_kedro.datasets.csgo_hdf5 import CsgoDataError
 from diamond_kedro.datasets.config import DatasetConfig
 from diamond_kedro.datasets.ingest import ingest_dataset
 from diamond_kedro.replay.store import ReplayStore

@@ -107,7 +107,7 @@ def test_csgo_files_of_37_frames_train_a_ci_epoch(tmp_path: Path) -> None:
 
 def test_static_run_honours_run_amp_and_run_compile(tmp_path: Path, monkeypatch, caplog) -> None:
     """The static family reads the same ``run.amp`` / ``run.compile`` as Atari (one resolution, one compile)."""
-    from diamond_kedro.csgo import config as csgo_config
+    from diamond_kedro.datasets import config as static_config
     from diamond_kedro.datasets.config import StaticWorldModelConfigError
 
     raw = tmp_path / "raw"
@@ -118,7 +118,7 @@ def test_static_run_honours_run_amp_and_run_compile(tmp_path: Path, monkeypatch,
     assert parse_static_config(params).run.amp is False and parse_static_config(params).run.compile is False
 
     # run.bf16, the old name: the same setting (over conf/base's run.amp), with a one-line warning
-    csgo_config._warn_bf16.cache_clear()
+    static_config._warn_bf16.cache_clear()
     old = parse_static_config({**params, "run": {**params["run"], "bf16": True}})
     assert old.run.amp is True and "bf16" not in old.run.model_dump()
     assert [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()] == [

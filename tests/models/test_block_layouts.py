@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import diamond_kedro.models.blocks as blocks
-from diamond_kedro.models.blocks import LAYOUT_ENV, AdaGroupNorm, conv_layout, probe_conv_layouts
+from diamond_kedro.models.blocks import LAYOUT_ENV, AdaGroupNorm, conv_layout
 from diamond_kedro.utils import layout_probe
 from diamond_kedro.models.denoiser import Denoiser, DenoiserConfig
-from diamond_kedro.models.unet import InnerModelConfig
+from diamond_kedro.models.unet import InnerModelConfig, probe_conv_layouts
 
 torch.set_num_threads(1)
 
@@ -49,7 +49,7 @@ def test_ada_group_norm_both_layouts_match_formula_with_gradients():
 def test_conv_layout_follows_the_override_and_inner_model_output_is_contiguous(monkeypatch):
     x = torch.randn(2, 8, 4, 4)
     monkeypatch.setenv(LAYOUT_ENV, "channels_last")
-    assert conv_layout(x).is_contiguous(memory_format=torch.channels_last)
+    assert conv_layout(x, probe_conv_layouts).is_contiguous(memory_format=torch.channels_last)
     torch.manual_seed(0)
     cfg = InnerModelConfig(num_actions=3, cond_channels=8, depths=[1, 1], channels=[8, 8], attn_depths=[False, True])
     den = Denoiser(DenoiserConfig(inner_model=cfg))
@@ -59,12 +59,12 @@ def test_conv_layout_follows_the_override_and_inner_model_output_is_contiguous(m
     assert out.is_contiguous()
     # Same values when every op runs in the default layout.
     monkeypatch.setenv(LAYOUT_ENV, "contiguous")
-    assert conv_layout(x) is x
+    assert conv_layout(x, probe_conv_layouts) is x
     ref = den.inner_model(noisy, torch.zeros(2), obs, act)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     monkeypatch.setenv(LAYOUT_ENV, "nhwc")
     with pytest.raises(ValueError, match="DIAMOND_CONV_LAYOUT='nhwc'"):
-        conv_layout(x)
+        conv_layout(x, probe_conv_layouts)
 
 
 def test_layout_choice_is_probed_once_per_machine_and_cached_on_disk(tmp_path, monkeypatch):
@@ -106,5 +106,5 @@ def test_layout_probe_times_both_layouts_even_when_first_asked_without_grad(tmp_
     monkeypatch.setenv("DIAMOND_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(blocks, "_layout_choice", {})
     with torch.inference_mode():
-        blocks.channels_last_pays()
+        blocks.channels_last_pays(probe_conv_layouts)
     assert (tmp_path / "kernel_choices.json").is_file()

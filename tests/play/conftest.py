@@ -15,7 +15,7 @@ os.environ["PYGAME_HIDE_SUPPORT_PROMPT"] = "1"
 
 from diamond_kedro.config import parse_config  # noqa: E402
 from diamond_kedro.models.agent import save_checkpoint  # noqa: E402
-from diamond_kedro.training.run import build_agent  # noqa: E402
+from diamond_kedro.builders import build_agent  # noqa: E402
 from tests.model_helpers import randomize_zero_inits  # noqa: E402
 from tests.profiles import profile_parameters  # noqa: E402
 
@@ -60,7 +60,7 @@ def csgo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(run folder data/runs/csgo_ci with a state.pt in the CsgoRun layout, ingested data root with a test split)."""
     from diamond_kedro.csgo.config import parse_csgo_config
     from diamond_kedro.replay.store import EpisodeChunk, ReplayStore
-    from diamond_kedro.training.csgo_run import STATE_FORMAT, build_models
+    from diamond_kedro.builders import CSGO_STATE_FORMAT, build_models
     from diamond_kedro.utils.state_file import save_state_file
 
     base = tmp_path_factory.mktemp("csgo")
@@ -72,7 +72,7 @@ def csgo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         randomize_zero_inits(m)
     root = base / "csgo_ci"
     (root / "checkpoints").mkdir(parents=True)
-    state = {"format": STATE_FORMAT, "version": 1, "config": cfg.model_dump(), "counters": {"epoch": 1},
+    state = {"format": CSGO_STATE_FORMAT, "version": 1, "config": cfg.model_dump(), "counters": {"epoch": 1},
              "models": {k: m.state_dict() for k, m in models.items()}}
     save_state_file(state, root / "checkpoints" / "state.pt")
     rng = np.random.default_rng(0)

@@ -96,14 +96,14 @@ def test_real_probe_times_both_precisions_even_from_inference_mode(tmp_path, mon
     monkeypatch.setattr(precision, "_memo", {})
     monkeypatch.setenv("DIAMOND_CONV_LAYOUT", "contiguous")  # no layout probe inside this one
     seen: list[torch.dtype] = []
-    from diamond_kedro.models.blocks import probe_network as real_network
+    from diamond_kedro.models.unet import probe_network as real_network
 
     def spying_network(batch: int = 2):
         net, fwd_bwd = real_network(batch=1)
         net.conv_in.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
         return net, fwd_bwd
 
-    monkeypatch.setattr("diamond_kedro.models.blocks.probe_network", spying_network)
+    monkeypatch.setattr(precision, "_probe_network", [spying_network])
     times = precision.probe_precision(repeats=1)
     assert set(times) == {"fp32", "bf16"} and all(t > 0 for t in times.values())
     assert seen.count(torch.float32) == 2 and seen.count(torch.bfloat16) == 2  # 1 warm-up + 1 timed each
@@ -116,19 +116,20 @@ def test_real_probe_times_both_precisions_even_from_inference_mode(tmp_path, mon
 
 def test_probes_leave_the_global_random_stream_alone(tmp_path, monkeypatch):
     """A seeded run must draw the same numbers whether this machine's kernel choices were cached or probed."""
-    from diamond_kedro.models import blocks
+    from diamond_kedro.models import blocks, unet
 
     monkeypatch.setenv("DIAMOND_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(precision, "_memo", {})
     monkeypatch.setattr(blocks, "_layout_choice", {})
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    small = blocks.probe_network
+    small = unet.probe_network
 
-    monkeypatch.setattr(blocks, "probe_network", lambda batch=2: small(batch=1))
+    monkeypatch.setattr(unet, "probe_network", lambda batch=2: small(batch=1))
+    monkeypatch.setattr(precision, "_probe_network", [unet.probe_network])
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    blocks.channels_last_pays()  # probes (nothing cached in tmp_path)
+    blocks.channels_last_pays(unet.probe_conv_layouts)  # probes (nothing cached in tmp_path)
     precision.bf16_pays_on_cpu()  # probes
     assert set(json.loads((tmp_path / "kernel_choices.json").read_text())) == {"conv_layout", "precision"}
     assert torch.equal(torch.rand(3), expected)

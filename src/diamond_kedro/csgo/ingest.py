@@ -14,28 +14,16 @@ Low resolution: antialiased bicubic (:func:`~diamond_kedro.datasets.writer.downs
 authors' torchvision resize), clamped before the uint8 conversion (unlike the authors, spec §12.19).
 
 Resumable and all-or-nothing per file (see the writer): a corrupt HDF5 file, a missing key or a wrong frame
-size raises :class:`CsgoDataError` naming the file before anything of that file is written.
+size raises :class:`~diamond_kedro.datasets.csgo_hdf5.CsgoDataError` naming the file before anything of that file is written.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from diamond_kedro.datasets.csgo_hdf5 import (  # noqa: F401  (public names of this module since the start)
-    PREFIX,
-    CsgoDataError,
-    CsgoHdf5Source,
-    find_sources,
-    load_test_split,
-    read_episode,
-    tar_folder_name,
-)
-from diamond_kedro.datasets.csgo_hdf5 import Hdf5File as Source  # noqa: F401
-from diamond_kedro.datasets.writer import INDEX_FORMAT, SPLITS, IngestSummary, downscale, write_dataset  # noqa: F401
-from diamond_kedro.datasets.writer import DatasetPaths as CsgoDataPaths
+from diamond_kedro.datasets.csgo_hdf5 import CsgoHdf5Source, load_test_split
+from diamond_kedro.datasets.writer import IngestSummary, write_dataset
 from diamond_kedro.datasets.writer import load_index as _load_index
-
-INDEX_NAME = "index.json"
 
 
 def load_index(root: str | Path) -> dict:

@@ -1,8 +1,8 @@
 """Validated ``static_world_model:`` parameters (``conf/*/parameters_static_world_model.yml``).
 
 The family of the CS:GO world model for any recorded gameplay: a ``dataset`` section (which source, where,
-which resolutions, which actions, which split) and the CS:GO ``run`` / ``denoiser`` / ``upsampler`` /
-``evaluate`` sections (same fields and checks, :mod:`diamond_kedro.csgo.config`). Unknown keys are errors,
+which resolutions, which actions, which split) and the ``run`` / ``denoiser`` / ``upsampler`` / ``evaluate``
+sections defined here, which the CS:GO config (:mod:`diamond_kedro.csgo.config`) builds on. Unknown keys are errors,
 every bound is checked, and a bad value fails before any work naming it as ``static_world_model.…``.
 
 The upsampler's factor is derived from the two resolutions (``frame_size / low_res_size``, one integer for
@@ -11,21 +11,23 @@ both axes); ``low_res_size: null`` trains the dynamics model alone, at ``frame_s
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from diamond_kedro.config import _short, _Strict
-from diamond_kedro.csgo.config import (
-    CsgoDenoiserConfig,
-    CsgoEvaluateConfig,
-    CsgoModelConfig,
-    CsgoRunConfig,
-    CsgoSigmaDistributionConfig,
-    CsgoTrainingConfig,
-)
+from diamond_kedro.config import DenoiserModelConfig, _short, _Strict, check_device, check_run_name
 from diamond_kedro.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache  # once per process: the hook and the node both validate the parameters
+def _warn_bf16(value: str) -> None:
+    log.warning("run.bf16 is deprecated: write run.amp (true | false | auto) instead; bf16: %s is amp: %s (it overrides "
+                "run.amp)", value, value)
 
 PARAMS_KEY = "static_world_model"
 
@@ -118,7 +120,101 @@ class DatasetConfig(_Strict):
         return None if self.low_res_size is None else self.frame_size[0] // self.low_res_size[0]
 
 
-class StaticUpsamplerModelConfig(CsgoModelConfig):
+class StaticRunConfig(_Strict):
+    name: str = "default"  # the run lives in <root>/<dataset name>_<name>/ (CS:GO: csgo_<name>)
+    root: str = "data/runs"
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = Field(default=None, gt=0)
+    num_epochs: int = Field(default=600, gt=0)  # spec §7.4: num_final_epochs = 600
+    # static runs only (spec §7.4; Atari's models are small enough to stay on the device): each model (+ its
+    # optimiser state) on the device only while it is used
+    offload: bool = True
+    # as Atari's run.amp (one setting, utils.precision.resolve_amp): bf16 autocast true | false | auto (CUDA:
+    # ~2x less activation memory; CPU: much slower here unless the machine has native bf16). ``bf16: true|false``
+    # is a deprecated alias (a one-line warning).
+    amp: bool | Literal["auto"] = False
+    # as Atari's run.compile: torch.compile the denoisers' inner models in place (true: its default mode)
+    compile: bool | Literal["reduce-overhead", "max-autotune"] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bf16_alias(cls, data: Any) -> Any:
+        """``run.bf16`` (before run.amp existed) is ``run.amp``, and wins over it: conf/base now sets ``amp``, so a
+        ``bf16`` comes from a user's older profile that means it."""
+        if isinstance(data, dict) and "bf16" in data:
+            data = dict(data)
+            data["amp"] = bf16 = data.pop("bf16")
+            _warn_bf16(repr(bf16))
+        return data
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_run_name(v)
+
+
+class StaticModelConfig(DenoiserModelConfig):
+    """The Atari denoiser's model section (same fields and checks) with the CS:GO dynamics model's defaults."""
+
+    cond_channels: int = Field(default=2048, gt=0)
+    channels: list[int] = [128, 256, 512, 1024]
+    depths: list[int] = [2, 2, 2, 2]
+    attn_depths: list[bool] = [False, False, True, True]
+    sigma_offset_noise: float = Field(default=0.1, ge=0)
+    num_autoregressive_steps: int = Field(default=4, ge=0)
+
+
+class StaticDenoiserModelConfig(StaticModelConfig):
+    noise_previous_obs: bool = True  # spec §7.3: noise-augment the 4 conditioning frames
+
+
+class StaticSigmaDistributionConfig(_Strict):
+    loc: float = -1.2  # spec §7.3 (Atari: -0.4)
+    scale: float = Field(default=1.2, gt=0)
+    sigma_min: float = Field(default=0.002, gt=0)
+    sigma_max: float = Field(default=20.0, gt=0)
+
+
+class StaticTrainingConfig(_Strict):
+    """One model's optimisation (spec §7.4)."""
+
+    batch_size: int = Field(default=16, gt=0)
+    grad_acc_steps: int = Field(default=8, gt=0)
+    steps_per_epoch: int = Field(default=400, ge=0)  # optimiser steps (also in epoch 1)
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=1e-2, ge=0)
+    eps: float = Field(default=1e-8, gt=0)
+    warmup_steps: int = Field(default=100, ge=0)
+    max_grad_norm: float = Field(default=10.0, gt=0)
+
+
+class StaticDenoiserConfig(_Strict):
+    model: StaticDenoiserModelConfig = StaticDenoiserModelConfig()
+    sigma_distribution: StaticSigmaDistributionConfig = StaticSigmaDistributionConfig()
+    training: StaticTrainingConfig = StaticTrainingConfig()
+
+
+class StaticEvaluateConfig(_Strict):
+    every: int = Field(default=20, gt=0)  # test losses (and the imagination video) every N epochs and at the last
+    test_batch_size: int | None = Field(default=None, gt=0)  # None = each model's training batch size
+    max_test_batches: int | None = Field(default=None, gt=0)  # None = the whole test set (spec §7.4)
+    video: bool = True
+    video_episode: int = Field(default=0, ge=0)  # test episode whose context and recorded actions drive the video
+    video_horizon: int = Field(default=32, gt=0)
+    video_fps: float | None = Field(default=None, gt=0)  # null = dataset.fps
+    sampler_preset: Literal["fast", "higher_quality"] = "fast"
+    # PSNR/SSIM of the video's imagined frames h steps after the context vs the real ones and vs copying the
+    # last context frame (horizons beyond video_horizon are left out)
+    fidelity_horizons: list[int] = [1, 5, 15]
+
+
+class StaticUpsamplerModelConfig(StaticModelConfig):
     """The CS:GO upsampler's model section without ``upsampling_factor`` (derived from the resolutions)."""
 
     channels: list[int] = [64, 64, 128, 256]
@@ -129,20 +225,16 @@ class StaticUpsamplerModelConfig(CsgoModelConfig):
 
 class StaticUpsamplerConfig(_Strict):
     model: StaticUpsamplerModelConfig = StaticUpsamplerModelConfig()
-    sigma_distribution: CsgoSigmaDistributionConfig = CsgoSigmaDistributionConfig()
-    training: CsgoTrainingConfig = CsgoTrainingConfig(batch_size=4)
-
-
-class StaticEvaluateConfig(CsgoEvaluateConfig):
-    video_fps: float | None = Field(default=None, gt=0)  # null = dataset.fps
+    sigma_distribution: StaticSigmaDistributionConfig = StaticSigmaDistributionConfig()
+    training: StaticTrainingConfig = StaticTrainingConfig(batch_size=4)
 
 
 class StaticWorldModelConfig(_Strict):
     """All ``static_world_model:`` parameters."""
 
     dataset: DatasetConfig = DatasetConfig()
-    run: CsgoRunConfig = CsgoRunConfig(num_epochs=100)
-    denoiser: CsgoDenoiserConfig = CsgoDenoiserConfig()
+    run: StaticRunConfig = StaticRunConfig(num_epochs=100)
+    denoiser: StaticDenoiserConfig = StaticDenoiserConfig()
     upsampler: StaticUpsamplerConfig = StaticUpsamplerConfig()
     evaluate: StaticEvaluateConfig = StaticEvaluateConfig()
 

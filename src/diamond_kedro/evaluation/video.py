@@ -9,12 +9,13 @@ otherwise, or on request, an animated GIF (Pillow), which MLflow previews inline
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+
+from diamond_kedro.utils.atomic import atomic_write_to
 
 SEPARATOR = 4  # pixels of white between panels (after upscaling)
 MACRO_BLOCK = 16  # H.264 encoders want frame sizes divisible by 16 (yuv420p at least by 2)
@@ -72,19 +73,6 @@ def _pad_to_multiple(frames: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)))
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 15.0) -> Path:
     """Write uint8 frames (T, H, W, 3) to `path` (.mp4 or .gif); returns the path actually written.
 
@@ -102,7 +90,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 15.0) 
         raise ValueError(f"unsupported video format {path.suffix!r} for {path}: use .mp4 or .gif")
     if suffix == ".mp4" and mp4_available():
         padded = _pad_to_multiple(frames, MACRO_BLOCK)
-        return _atomic_write(
+        return atomic_write_to(
             path,
             lambda tmp: iio.imwrite(
                 tmp, padded, plugin="FFMPEG", extension=".mp4", fps=fps, codec="libx264",
@@ -111,7 +99,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 15.0) 
         )
     gif_path = path.with_suffix(".gif")
     duration_ms = 1000.0 / fps
-    return _atomic_write(
+    return atomic_write_to(
         gif_path,
         lambda tmp: iio.imwrite(tmp, frames, plugin="pillow", extension=".gif", duration=duration_ms, loop=0),
     )
@@ -167,4 +155,4 @@ def trajectory_grid(
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"trajectory_grid writes PNG, got {path}")
-    return _atomic_write(path, lambda tmp: iio.imwrite(tmp, grid, plugin="pillow", extension=".png"))
+    return atomic_write_to(path, lambda tmp: iio.imwrite(tmp, grid, plugin="pillow", extension=".png"))

@@ -23,6 +23,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from diamond_kedro.models.blocks import SmallResBlock, conv_layout, init_lstm
+from diamond_kedro.models.unet import probe_conv_layouts
 
 HiddenState = tuple[Tensor, Tensor]
 
@@ -104,7 +105,7 @@ class ActorCritic(nn.Module):
         if obs.ndim != 4:
             raise ValueError(f"ActorCritic expects obs of shape (N, C, H, W), got {tuple(obs.shape)}")
         # flatten is logical (NCHW order) whatever the layout: the LSTM sees the same feature order.
-        return self.encoder(conv_layout(obs)).flatten(start_dim=1)
+        return self.encoder(conv_layout(obs, probe_conv_layouts)).flatten(start_dim=1)
 
     def cell(self, x: Tensor, hx_cx: HiddenState | None) -> HiddenState:
         """One LSTMCell step in fp32 whatever autocast is active: the state is carried across steps and

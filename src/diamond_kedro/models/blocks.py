@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+import time
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from diamond_kedro.utils import layout_probe
 
 GN_GROUP_SIZE = 32
 GN_EPS = 1e-5
@@ -50,31 +53,31 @@ def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
 
 LAYOUT_ENV = "DIAMOND_CONV_LAYOUT"  # channels_last | contiguous | auto (default)
 _layout_choice: dict[tuple[int, str], bool] = {}
-_forced_layout: list[bool | None] = [None]  # set by the probe while it times one layout
+_forced_layout: list[bool | None] = [None]  # set by a layout probe while it times one layout
+LayoutProbe = Callable[[], dict[str, float]]  # seconds of a training pass per layout (``models.unet.probe_conv_layouts``)
 
 
-def conv_layout(x: Tensor) -> Tensor:
+def conv_layout(x: Tensor, probe: LayoutProbe) -> Tensor:
     """The memory layout the denoiser's and actor-critic's convolutions run fastest in on this machine.
 
     Which one wins depends on the CPU, not on taste: channels_last (NHWC) made a paper-size denoiser
     training step 11 % faster on an AVX-512 Xeon, while on an AVX2 Zen 3 it made the same step 27 %
     slower (BASELINES.md); in the default layout the AdaGroupNorm fusion applies. So on CPU the choice
-    is a short probe at first use (``channels_last_pays``), cached on disk per CPU model, torch version,
+    is a short ``probe`` at first use (``channels_last_pays``), cached on disk per CPU model, torch version,
     thread count and ISA limit; ``DIAMOND_CONV_LAYOUT=channels_last|contiguous`` overrides it. GPUs keep
-    the default layout (the cuDNN choice is left to the user).
+    the default layout (the cuDNN choice is left to the user). The probe is the caller's (the U-Net above
+    this file times itself: ``models.unet.probe_conv_layouts``), so these blocks import nothing above them.
     """
     if x.device.type != "cpu":
         return x
     forced = _forced_layout[0]
-    if forced if forced is not None else channels_last_pays():
+    if forced if forced is not None else channels_last_pays(probe):
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
 
-def channels_last_pays() -> bool:
+def channels_last_pays(probe: LayoutProbe) -> bool:
     """Whether CPU convolutions of these models should run in channels_last here (see ``conv_layout``)."""
-    from diamond_kedro.utils import layout_probe
-
     choice = os.environ.get(LAYOUT_ENV, "auto")
     if choice not in ("auto", "channels_last", "contiguous"):
         raise ValueError(f"{LAYOUT_ENV}={choice!r}: expected channels_last, contiguous or auto")
@@ -88,40 +91,15 @@ def channels_last_pays() -> bool:
         # run's randomness depend on whether this machine's choice was already cached
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False), \
                 torch.random.fork_rng(devices=[]):
-            _layout_choice[key] = layout_probe.cached_choice(probe_conv_layouts)
+            _layout_choice[key] = layout_probe.cached_choice(probe)
     return _layout_choice[key]
 
 
-def probe_network(batch: int = 2):
-    """The paper-size denoiser network (64 channels, 4 levels) and a batch of inputs for it, seeded: what
-    the per-machine probes time (``probe_conv_layouts``, ``utils.precision.probe_precision``).
-    Returns ``net`` and a function running one forward + backward."""
-    from diamond_kedro.models.unet import InnerModel, InnerModelConfig
-
-    gen = torch.Generator().manual_seed(0)
-    net = InnerModel(InnerModelConfig(num_actions=4))
-    with torch.no_grad():  # zero-initialised output convs would leave part of the backward trivial
-        for p in net.parameters():
-            if p.ndim > 1 and not p.any():
-                p.normal_(0, 0.02, generator=gen)
-    noisy, obs = torch.randn(batch, 3, 64, 64, generator=gen), torch.randn(batch, 12, 64, 64, generator=gen)
-    act, c_noise = torch.randint(0, 4, (batch, 4), generator=gen), torch.zeros(batch)
-
-    def fwd_bwd() -> None:
-        net(noisy, c_noise, obs, act).float().square().mean().backward()
-
-    return net, fwd_bwd
-
-
-def probe_conv_layouts(repeats: int = 3) -> dict[str, float]:
-    """Best-of-``repeats`` seconds of a forward + backward of the paper-size denoiser network (64
-    channels, 4 levels) on 2 frames, in each layout, the layouts alternating so that a busy machine slows
-    both alike. About 2-3 seconds on 2 cores, once per machine (the result is cached)."""
-    import time
-
-    _, fwd_bwd = probe_network()
+def time_layouts(fwd_bwd: Callable[[], None], repeats: int = 3) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of ``fwd_bwd`` in each layout, the layouts alternating so that a busy
+    machine slows both alike (round 0 warms oneDNN's primitive cache and is not counted)."""
     best = {"contiguous": float("inf"), "channels_last": float("inf")}
-    for i in range(repeats + 1):  # round 0 warms oneDNN's primitive cache and is not counted
+    for i in range(repeats + 1):
         for name in best:
             _forced_layout[0] = name == "channels_last"
             try:

@@ -24,6 +24,7 @@ from diamond_kedro.models.blocks import (
     conv3x3,
     conv_layout,
     silu_temp,
+    time_layouts,
 )
 
 
@@ -154,7 +155,36 @@ class InnerModel(nn.Module):
         elif act is not None:
             raise ValueError("the upsampler takes no actions; pass act=None")
         cond = self.cond_proj(cond)
-        x = self.conv_in(conv_layout(torch.cat((obs, noisy_next_obs), dim=1)))
+        x = self.conv_in(conv_layout(torch.cat((obs, noisy_next_obs), dim=1), probe_conv_layouts))
         x = self.unet(x, cond)
         # Back to the default layout: callers get an ordinary contiguous (B, C, H, W) tensor.
         return self.conv_out(silu_temp(self.norm_out(x))).contiguous()
+
+
+def probe_network(batch: int = 2):
+    """The paper-size denoiser network (64 channels, 4 levels) and a batch of inputs for it, seeded: what
+    the per-machine probes time (``probe_conv_layouts`` here, ``utils.precision.probe_precision``, which is
+    handed this function at run start because utils/ does not import models/).
+    Returns ``net`` and a function running one forward + backward."""
+    gen = torch.Generator().manual_seed(0)
+    net = InnerModel(InnerModelConfig(num_actions=4))
+    with torch.no_grad():  # zero-initialised output convs would leave part of the backward trivial
+        for p in net.parameters():
+            if p.ndim > 1 and not p.any():
+                p.normal_(0, 0.02, generator=gen)
+    noisy, obs = torch.randn(batch, 3, 64, 64, generator=gen), torch.randn(batch, 12, 64, 64, generator=gen)
+    act, c_noise = torch.randint(0, 4, (batch, 4), generator=gen), torch.zeros(batch)
+
+    def fwd_bwd() -> None:
+        net(noisy, c_noise, obs, act).float().square().mean().backward()
+
+    return net, fwd_bwd
+
+
+def probe_conv_layouts(repeats: int = 3) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of a forward + backward of the paper-size denoiser network (64
+    channels, 4 levels) on 2 frames, in each layout (``blocks.time_layouts``). About 2-3 seconds on 2
+    cores, once per machine (the result is cached): the layout probe of ``blocks.conv_layout`` for the
+    denoiser and the actor-critic alike."""
+    _, fwd_bwd = probe_network()
+    return time_layouts(fwd_bwd, repeats)

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _device(spec: str) -> Any:
-    from diamond_kedro.training.run_common import resolve_device
+    from diamond_kedro.utils.device import resolve_device
 
     try:
         return resolve_device(spec)
@@ -135,13 +135,9 @@ def _save_png(path: str, frame: np.ndarray) -> Path:
     out = Path(path)
     if not out.parent.is_dir():
         raise PlayError(f"folder {out.parent} of --screenshot {out} does not exist")
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        iio.imwrite(tmp, frame, plugin="pillow", extension=".png")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    from diamond_kedro.utils.atomic import atomic_write_to
+
+    return atomic_write_to(out, lambda tmp: iio.imwrite(tmp, frame, plugin="pillow", extension=".png"))
 
 
 def play_loop(session: Any, screen: Any, args: argparse.Namespace, kind: str) -> dict[str, Any]:

@@ -166,8 +166,8 @@ def load_run_folder(root: str | os.PathLike, game: str | None = None) -> AtariSo
         raise PlayError(f"{root} is a CS:GO run: use `diamond-kedro play csgo --run {root}`")
     if not isinstance(state, Mapping) or state.get("format") != 1 or "agent" not in state:
         raise PlayError(f"{state_path} is not a diamond-kedro Atari run state")
+    from diamond_kedro.builders import build_agent
     from diamond_kedro.config import parse_config
-    from diamond_kedro.training.run import build_agent
 
     cfg = parse_config(state["config"])
     agent = build_agent(cfg, int(state["num_actions"]))
@@ -324,7 +324,7 @@ def load_csgo_source(*, run: str | None = None, checkpoint: str | None = None) -
     or the authors' ``csgo.pt`` (flat ``denoiser.`` / ``upsampler.`` state dict, paper-size models)."""
     from diamond_kedro.csgo.config import CsgoConfig
     from diamond_kedro.datasets.writer import ActionSpec
-    from diamond_kedro.training.csgo_run import CSGO_ACTION, STATE_FORMAT, build_models
+    from diamond_kedro.builders import CSGO_ACTION, CSGO_STATE_FORMAT, build_models
 
     if bool(run) == bool(checkpoint):
         raise PlayError("give exactly one of --run, --checkpoint")
@@ -338,7 +338,7 @@ def load_csgo_source(*, run: str | None = None, checkpoint: str | None = None) -
         state = _torch_load(state_path, "run state", run_state=True)
         if isinstance(state, Mapping) and state.get("format") == 1 and "agent" in state:
             raise PlayError(f"{root} is an Atari run: use `diamond-kedro play atari --run {root}`")
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+        if not isinstance(state, Mapping) or state.get("format") != CSGO_STATE_FORMAT:
             raise PlayError(f"{state_path} is not a diamond-kedro CS:GO or static_world_model run state")
         cfg, family = _static_family_config(state["config"], state_path)
         try:

@@ -7,10 +7,11 @@ appears under its name only once complete; an interrupted or failed recording le
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from diamond_kedro.utils.atomic import durable_replace, temp_sibling
 
 MACRO_BLOCK = 16  # frames are zero-padded to multiples of 16 so the encoder does not rescale them
 
@@ -30,9 +31,7 @@ class Mp4Recorder:
         self.num_frames = 0
         self._gen = None
         self._shape: tuple[int, int] | None = None
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".mp4")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temp_sibling(self.path)
 
     def add(self, frame: np.ndarray) -> None:
         import imageio_ffmpeg
@@ -63,7 +62,7 @@ class Mp4Recorder:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the video private to its writer
-        os.replace(self._tmp, self.path)
+        durable_replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:

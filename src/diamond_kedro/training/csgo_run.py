@@ -50,10 +50,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from diamond_kedro.builders import CSGO_ACTION, CSGO_STATE_FORMAT, build_models
 from diamond_kedro.csgo.config import CsgoConfig
 from diamond_kedro.csgo.generate import imagine, imagine_dynamics, to_uint8_frames
 from diamond_kedro.datasets.writer import ActionSpec, DatasetPaths, load_index
-from diamond_kedro.models.denoiser import Denoiser
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler, collate_windows, test_windows
 from diamond_kedro.replay.store import ReplayStore
@@ -62,15 +62,12 @@ from diamond_kedro.training.run_common import (
     BaseRunPaths,
     RunIsOver,
     TrainingRun,
-    denoiser_config,
     test_losses,
 )
 
 log = logging.getLogger(__name__)
 
 MODELS = ("denoiser", "upsampler")
-STATE_FORMAT = "diamond-kedro-csgo-run"
-ACTION_DIM = 51
 CURVE_KEYS = (
     "denoiser/train/loss_denoising",
     "upsampler/train/loss_denoising",
@@ -79,31 +76,8 @@ CURVE_KEYS = (
 )
 
 
-CSGO_ACTION = ActionSpec("multi_hot", ACTION_DIM)
-
-
 def csgo_run_key(cfg: CsgoConfig) -> str:
     return cfg.run_key
-
-
-def build_models(cfg: CsgoConfig, action: ActionSpec | None = None) -> dict[str, Denoiser]:
-    """The dynamics denoiser and, when the config has an upsampling factor, the upsampler (spec §7.3).
-    ``action``: the dataset's action spec (default: the CS:GO 51-dim multi-hot vector)."""
-    d, u = cfg.denoiser, cfg.upsampler
-    action = action or CSGO_ACTION
-    denoiser = denoiser_config(
-        d, inner_model={"num_actions": action.dim, "has_noise_cond_emb": True}, noise_previous_obs=d.model.noise_previous_obs
-    )
-    models = {"denoiser": Denoiser(denoiser)}
-    if cfg.upsampling_factor is not None:
-        upsampler = denoiser_config(
-            u,
-            # the authors' layout: the noise-conditioning embedding exists and always receives 0
-            inner_model={"is_upsampler": True, "has_noise_cond_emb": True},
-            upsampling_factor=cfg.upsampling_factor,
-        )
-        models["upsampler"] = Denoiser(upsampler)
-    return models
 
 
 def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -216,7 +190,7 @@ class CsgoRun(TrainingRun):
 
     def _state_dict(self) -> dict[str, Any]:
         return {
-            "format": STATE_FORMAT,
+            "format": CSGO_STATE_FORMAT,
             "version": 1,
             **super()._state_dict(),
             "action": self.action.to_dict(),
@@ -224,7 +198,7 @@ class CsgoRun(TrainingRun):
         }
 
     def _check_state(self, state: Any, path: Path) -> None:
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        if not isinstance(state, dict) or state.get("format") != CSGO_STATE_FORMAT:
             raise ValueError(f"{path} is not a diamond-kedro CS:GO / static world-model run state")
         saved = state.get("action", CSGO_ACTION.to_dict())
         if saved != self.action.to_dict():

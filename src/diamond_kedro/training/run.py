@@ -27,19 +27,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from diamond_kedro.builders import build_agent, sampler_config
 from diamond_kedro.config import DiamondConfig
 from diamond_kedro.distributed import DataParallelLoss, valid_transitions
 from diamond_kedro.envs.atari import TorchAtariEnv, game_short_name, make_atari_env
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
-from diamond_kedro.models.actor_critic import ActorCriticConfig
-from diamond_kedro.models.agent import Agent, AgentConfig, compile_agent, save_checkpoint
-from diamond_kedro.models.diffusion_sampler import DiffusionSamplerConfig
-from diamond_kedro.models.rew_end_model import RewEndModelConfig
+from diamond_kedro.models.agent import compile_agent, save_checkpoint
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler, prefetch
 from diamond_kedro.replay.store import ReplayStore
 from diamond_kedro.reporting import EpochReport
+from diamond_kedro.training.evaluation import evaluate_agent
 from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
 from diamond_kedro.training.run_common import (  # noqa: F401  (re-exported: the public API of this module)
     BaseRunPaths,
@@ -48,7 +47,6 @@ from diamond_kedro.training.run_common import (  # noqa: F401  (re-exported: the
     TrainingRun,
     append_curve,
     compile_mode,
-    denoiser_config,
     resolve_device,
 )
 from diamond_kedro.utils.allocator import tune_glibc_malloc
@@ -105,33 +103,6 @@ class Counters:
     num_test_episodes: int = 0
     wall_time_s: float = 0.0
     final_metrics: dict[str, float] = field(default_factory=dict)  # final evaluation (spec §6.1 step 5)
-
-
-# --------------------------------------------------------------------------------------------------
-# building the agent from the validated parameters
-# --------------------------------------------------------------------------------------------------
-
-
-def build_agent(cfg: DiamondConfig, num_actions: int) -> Agent:
-    """The three models from the validated parameters (``conf/*/parameters_train_*.yml``)."""
-    r, a = cfg.rew_end_model.model, cfg.actor_critic.model
-    denoiser = denoiser_config(cfg.denoiser)
-    rew_end_model = RewEndModelConfig(
-        lstm_dim=r.lstm_dim,
-        img_size=cfg.env.size,
-        cond_channels=r.cond_channels,
-        depths=list(r.depths),
-        channels=list(r.channels),
-        attn_depths=list(r.attn_depths),
-    )
-    actor_critic = ActorCriticConfig(
-        num_actions=num_actions, channels=tuple(a.channels), down=tuple(a.down), lstm_dim=a.lstm_dim, img_size=cfg.env.size
-    )
-    return Agent(AgentConfig(num_actions, denoiser=denoiser, rew_end_model=rew_end_model, actor_critic=actor_critic))
-
-
-def sampler_config(cfg: DiamondConfig) -> DiffusionSamplerConfig:
-    return DiffusionSamplerConfig(**cfg.denoiser.sampler.model_dump())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,13 +403,30 @@ class AtariRun(TrainingRun):
 
     # -- evaluation (spec §6.3) ------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        from diamond_kedro.training.evaluation import evaluate_run
-
         if not self.should_evaluate() or not self.dist.is_main:
             return {}
         with self._timed("evaluate"):
-            metrics = evaluate_run(self)
-        return metrics
+            result = evaluate_agent(
+                self.cfg.evaluate,
+                self.agent,
+                self.replay_test,
+                make_test_env=lambda seed: self.make_env(num_envs=1, done_on_life_loss=False, seed=seed),
+                rng=self.rng,
+                seq_len=self.seq_len,
+                device=self.device,
+                sampler=sampler_config(self.cfg),
+                context_length=self.cfg.denoiser.model.num_steps_conditioning,
+                media_stem=self.paths.media / f"epoch_{self.epoch:05d}",
+                title=f"{self.cfg.env.game}, epoch {self.epoch}: open-loop imagination vs real",
+                is_last_epoch=self.is_last_epoch,
+            )
+            self.counters.num_test_episodes += result.num_test_episodes
+            if result.final_metrics:
+                self.counters.final_metrics = result.final_metrics
+            report = self._report()
+            report.artifacts.extend(("imagination", path) for path in result.media)
+            report.metrics.update(result.metrics)
+        return result.metrics
 
     # -- commit (the protocol is TrainingRun.commit) -----------------------------------------------
     def _after_save(self, report: EpochReport) -> None:

@@ -31,13 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from diamond_kedro import distributed
-from diamond_kedro.models.denoiser import DenoiserConfig, SigmaDistributionConfig
 from diamond_kedro.models.rew_end_model import classification_metrics as rew_end_classification_metrics
-from diamond_kedro.models.unet import InnerModelConfig
+from diamond_kedro.models.unet import probe_network
 from diamond_kedro.reporting import EpochReport, emit, flatten
 from diamond_kedro.training.optim import clip_and_step, make_optimizer, make_warmup_scheduler
 from diamond_kedro.utils.atomic import atomic_write_text
-from diamond_kedro.utils.precision import resolve_amp
+from diamond_kedro.utils.device import resolve_device
+from diamond_kedro.utils.precision import resolve_amp, set_probe_network
 from diamond_kedro.utils.run_lock import RunLock
 from diamond_kedro.utils.state_file import load_state_file, save_state_file
 from diamond_kedro.errors import UserError
@@ -45,42 +45,11 @@ from diamond_kedro.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"run.device={spec!r} but CUDA is not available on this machine")
-    return device
-
-
 def seed_everything(seed: int) -> None:
     """The global generators (Python, numpy, torch); each run keeps its own generators besides."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def denoiser_config(section: Any, inner_model: dict[str, Any] | None = None, **extra: Any) -> DenoiserConfig:
-    """A ``DenoiserConfig`` from a validated config section with ``.model`` and ``.sigma_distribution``
-    (Atari denoiser, CS:GO dynamics and upsampler). ``inner_model`` / ``extra``: the fields only some of
-    them set (actions, upsampling, ...), passed to ``InnerModelConfig`` / ``DenoiserConfig``."""
-    m = section.model
-    return DenoiserConfig(
-        inner_model=InnerModelConfig(
-            num_steps_conditioning=m.num_steps_conditioning,
-            cond_channels=m.cond_channels,
-            depths=list(m.depths),
-            channels=list(m.channels),
-            attn_depths=list(m.attn_depths),
-            **(inner_model or {}),
-        ),
-        sigma_data=m.sigma_data,
-        sigma_offset_noise=m.sigma_offset_noise,
-        num_autoregressive_steps=m.num_autoregressive_steps,
-        sigma_distribution=SigmaDistributionConfig(**section.sigma_distribution.model_dump()),
-        **extra,
-    )
 
 
 @dataclass(frozen=True)
@@ -265,6 +234,8 @@ class TrainingRun(ABC):
             torch.backends.cudnn.benchmark = True  # fixed shapes per component: autotuned conv algorithms pay
         # run.amp (both families): bf16 autocast of the training forward passes; "auto" where this machine
         # computes bf16 natively and it pays (probed once, cached; ``utils.precision``)
+        # (the probe times the U-Net, handed down here because utils/ does not import models/)
+        set_probe_network(probe_network)
         self.amp = resolve_amp(cfg.run.amp, self.device)
         seed_everything(cfg.run.seed)
         self.pending: EpochReport | None = None  # the epoch in progress

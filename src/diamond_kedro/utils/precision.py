@@ -22,7 +22,7 @@ world model's learning curve in bf16 was measured beside fp32 and the authors' c
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
@@ -31,6 +31,9 @@ from diamond_kedro.utils import layout_probe
 BF16_MIN_SPEEDUP = 1.3
 AmpSetting = bool | Literal["auto"]
 _memo: dict[tuple[int, str], bool] = {}
+# builds (net, one forward + backward); given by the caller (set_probe_network), never imported from models/
+ProbeNetwork = Callable[..., tuple[torch.nn.Module, Callable[[], None]]]
+_probe_network: list[ProbeNetwork | None] = [None]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -71,11 +74,20 @@ def pick_precision(seconds: dict[str, float]) -> str:
     return "bf16" if seconds["bf16"] * BF16_MIN_SPEEDUP <= seconds["fp32"] else "fp32"
 
 
+def set_probe_network(factory: ProbeNetwork) -> None:
+    """Give the bf16 probe its network (``models.unet.probe_network``): the code resolving ``run.amp`` does
+    this at run start, since utils/ sits below models/ and imports nothing of it."""
+    _probe_network[0] = factory
+
+
 def probe_precision(repeats: int = 2) -> dict[str, float]:
     """Best-of-``repeats`` seconds of a forward + backward of the paper-size denoiser network on 2 frames, in
     fp32 and under bf16 autocast, alternating. About 3 s on 2 cores, once per machine (cached)."""
-    from diamond_kedro.models.blocks import probe_network
-
+    probe_network = _probe_network[0]
+    if probe_network is None:
+        raise RuntimeError(
+            "run.amp 'auto' needs the probe network: call utils.precision.set_probe_network(models.unet.probe_network) first"
+        )
     _, fwd_bwd = probe_network(batch=2)
     best = {"fp32": float("inf"), "bf16": float("inf")}
     for i in range(repeats + 1):  # round 0 warms oneDNN's primitive cache and is not counted

@@ -38,6 +38,7 @@ from typing import Any
 import filelock
 
 from diamond_kedro.errors import UserError
+from diamond_kedro.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ def describe_holder(info: dict[str, Any] | None) -> str:
 def _write_info(folder: Path) -> None:
     info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:200] if sys.argv else "?"}
-    tmp = folder / f".{INFO_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, folder / INFO_NAME)
+    atomic_write_text(folder / INFO_NAME, json.dumps(info))
 
 
 class FolderLock:
