@@ -4,7 +4,10 @@ Kedro session, until the committed epoch is the run's last (src/diamond_kedro/cl
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -123,3 +126,36 @@ def test_the_loop_holds_the_run_folder_between_epochs(tmp_path: Path) -> None:
     project_cli.run_epochs(session)
     assert held == [False, True, True]  # from the first commit on (the run's own lock covers its sessions)
     assert not run_lock.is_locked(folder)  # given back at the end
+
+
+def test_a_whole_run_killed_in_its_second_epoch_resumes_to_the_same_end(project: Path) -> None:
+    """SIGKILL while the loop's second epoch trains (its collection on disk, uncommitted); the same command again
+    rolls it back, finishes the run, and MLflow has each epoch once."""
+    cmd = [str(BIN / "kedro"), "run", "--pipelines=atari", "--env=ci", "--params=denoiser.training.steps_per_epoch=100000"]
+    proc = subprocess.Popen(cmd, cwd=project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    metrics, manifest = project / RUN / "metrics.json", project / RUN / "replay" / "train" / "manifest.json"
+    deadline, committed = time.time() + 600, None
+    try:
+        while time.time() < deadline:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            if committed is None and metrics.is_file():
+                committed = json.loads(metrics.read_text())["env_steps"]  # epoch 1 (the long first training) is in
+            elif committed is not None and json.loads(manifest.read_text())["num_steps"] > committed:
+                break  # epoch 2 collected, now in its 100000-step denoiser phase
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the second epoch never wrote its collection")
+        time.sleep(1.0)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert json.loads(metrics.read_text())["epoch"] == 1
+
+    kedro_run(project, "--pipelines=atari", "--env=ci", timeout=900)
+    final = json.loads(metrics.read_text())
+    assert final["epoch"] == 3 and final["env_steps"] == 300 and "final_return_mean" in final
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs(client.get_experiment_by_name("diamond-atari").experiment_id)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "env_steps")] == [1, 2, 3]
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "env_steps")][-1] == 300
