@@ -145,3 +145,34 @@ def test_static_run_honours_run_amp_and_run_compile(tmp_path: Path, monkeypatch,
             assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
     finally:
         run.close()
+
+
+def test_a_run_saved_with_run_bf16_resumes_without_a_changed_parameter(tmp_path: Path) -> None:
+    from diamond_kedro.utils.state_file import save_state_file
+
+    raw = tmp_path / "raw"
+    for v, n in ((0, 12), (1, 10)):
+        write_video(raw / f"clip{v}.mp4", v, n)
+        pd.DataFrame({"action": [(i + v) % 4 for i in range(n)]}).to_csv(raw / f"clip{v}.csv", index=False)
+    cfg = parse_static_config(static_params(tmp_path, {"name": "vid", "path": str(raw), "test_fraction": 0.5}))
+    ingest_dataset(cfg.dataset, progress=False)
+    run = StaticWorldModelRun.open(cfg)
+    run.run_epoch()
+    run.close()
+    state_path = tmp_path / "runs/vid_ci/checkpoints/state.pt"
+    state = load_state_file(state_path)  # as a run from before run.amp wrote it: run.bf16, no amp/compile
+    old_run = {k: v for k, v in state["config"]["run"].items() if k not in ("amp", "compile")}
+    state["config"]["run"] = {**old_run, "bf16": False}
+    save_state_file(state, state_path)
+    again = StaticWorldModelRun.open(cfg)
+    try:
+        assert again.counters.epoch == 1 and again.changed_params == ""
+    finally:
+        again.close()
+    state["config"]["run"] = {**old_run, "bf16": True}  # it did train in bf16: that is a change, and said
+    save_state_file(state, state_path)
+    again = StaticWorldModelRun.open(cfg)
+    try:
+        assert again.changed_params == "run.amp (True -> False)"
+    finally:
+        again.close()

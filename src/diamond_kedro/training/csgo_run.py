@@ -204,6 +204,16 @@ class CsgoRun(TrainingRun):
         if saved != self.action.to_dict():
             raise ValueError(f"{path} was trained with actions {saved}, the dataset now has {self.action.to_dict()}")
 
+    def _check_parameters(self, saved: dict[str, Any], path: Path) -> None:
+        """A run saved before ``run.amp`` / ``run.compile`` existed had ``run.bf16`` and no compile: the same
+        settings (amp = bf16, compile off), not a change to warn about on resume."""
+        run = dict(saved.get("run") or {})
+        if "bf16" in run:
+            run["amp"] = run.pop("bf16")
+            run.setdefault("compile", False)
+            saved = {**saved, "run": run}
+        super()._check_parameters(saved, path)
+
     def _load_components(self, state: dict[str, Any], path: Path) -> None:
         for k in self.model_names:
             try:
