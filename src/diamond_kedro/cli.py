@@ -1,6 +1,14 @@
 """The project's Kedro CLI: ``kedro run`` (and ``diamond-kedro`` without a sub-command) as Kedro's own, except
 that a user error ends the run with one line on stderr and exit status 2 instead of a page of traceback.
 
+``kedro run --pipelines=atari`` is a whole training run: the ``atari`` pipeline is the ``atari_epoch`` graph
+(one epoch of Algorithm 1, no looping node), and this command runs it once per epoch, each in a fresh Kedro
+session with the same options, until the epoch that commits reports the run over (``EpochReport.run_is_over``,
+the same on every torchrun rank). So each epoch is opened, committed and reported on its own (the MLflow
+hook resumes the run's one MLflow run each session and logs the epoch at step = epoch), a killed run resumes
+at its last committed epoch, and the last session's outputs (its ``epoch_metrics``, with the final
+evaluation's ``final_return_mean``) are the command's result. ``sweep/task.py`` loops the same way.
+
 Kedro loads ``<package>/cli.py`` and lets the commands of its ``cli`` group override the built-in ones, and
 ``find_run_command`` (used by ``python -m diamond_kedro``) takes this module's ``run``. The command reuses
 Kedro's options unchanged and adds ``--verbose``.
@@ -16,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import click
 from kedro.framework.cli.project import run as kedro_run
@@ -67,12 +76,71 @@ def _log_traceback(exc: BaseException) -> None:
             handler.handle(record)
 
 
+WHOLE_RUN_PIPELINES = frozenset({"atari"})  # run epoch after epoch until the run is over
+EPOCH_REPORT = "epoch_metrics"  # the output of atari_epoch's commit_run node
+log = logging.getLogger(__name__)
+
+
+def is_whole_run(kwargs: dict[str, Any]) -> bool:
+    names = set(kwargs.get("pipelines") or ()) | ({kwargs["pipeline"]} if kwargs.get("pipeline") else set())
+    return bool(names & WHOLE_RUN_PIPELINES)
+
+
+def committed_report(result: dict[str, Any] | None) -> Any:
+    """The ``EpochReport`` a session committed, or None (a partial run, e.g. ``--to-nodes``, commits none).
+    Kedro 1.x returns the free outputs' datasets, not their data: load it."""
+    report = (result or {}).get(EPOCH_REPORT)
+    if report is not None and hasattr(report, "load") and not hasattr(report, "run_is_over"):
+        report = report.load()
+    return report
+
+
+def run_epochs(run_session: Callable[[], Any]) -> Any:
+    """Call ``run_session`` (one Kedro session of the epoch pipeline) until its committed epoch was the run's
+    last. A run already over when asked is not an error (nothing to do, as ``dvc repro`` of a finished
+    stage); over during the loop it is the end. Returns the last session's result.
+
+    Each session's run takes the run folder's lock and gives it back at its commit; from the first commit
+    on, the loop holds it too (re-entrant in this process, rank 0 only, as the sweep's worker does), so no
+    other process takes the run over between two epochs."""
+    from diamond_kedro.distributed import env_rank  # lazily: other commands don't import torch
+    from diamond_kedro.training.run_common import RunIsOver
+    from diamond_kedro.utils.run_lock import RunLock
+
+    result, epochs, lock = None, 0, None
+    try:
+        while True:
+            try:
+                result = run_session()
+            except Exception as exc:
+                if epochs == 0 and isinstance(find_user_error(exc), RunIsOver):
+                    log.info("%s: nothing to do", one_line(find_user_error(exc)))
+                    return {}
+                raise
+            epochs += 1
+            report = committed_report(result)
+            if report is None:
+                return result
+            if report.run_is_over:
+                final = {k: v for k, v in report.metrics.items() if k.startswith("final_")}
+                log.info("Run %s is over after epoch %d (%d this command)%s", report.run_key, report.epoch, epochs,
+                         f": {final}" if final else "")
+                return result
+            if lock is None and env_rank() == 0 and report.params.get("run.root"):
+                lock = RunLock(Path(str(report.params["run.root"])) / report.run_key).acquire()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def _run(verbose: bool, **kwargs: Any) -> Any:
     # MLflow's own stderr handler logs INFO lines ("Creating initial MLflow database tables...") on a new
     # store; warnings are enough on the terminal (MLFLOW_LOGGING_LEVEL=INFO brings them back). Set before the
     # hooks import mlflow, which reads it once.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
+        if is_whole_run(kwargs):
+            return run_epochs(lambda: kedro_run.callback(**kwargs))
         return kedro_run.callback(**kwargs)
     except Exception as exc:
         user_error = find_user_error(exc)

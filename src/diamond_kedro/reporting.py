@@ -88,6 +88,8 @@ class EpochReport:
     # when the report was made (ms since the epoch): every metric of it is logged with this timestamp, so a
     # report sent again after a crash writes rows identical to the first ones
     timestamp_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    # set at commit: this epoch was the run's last (the ``atari`` loop in cli.py stops on it; every rank agrees)
+    run_is_over: bool = False
 
     def merge(self, other: "EpochReport") -> None:
         self.metrics.update(other.metrics)

@@ -103,3 +103,76 @@ def test_csgo_files_of_37_frames_train_a_ci_epoch(tmp_path: Path) -> None:
     metrics = one_epoch(run)
     assert metrics["denoiser/train/num_batch_train_denoiser"] == 2 and metrics["upsampler/train/num_batch_train_upsampler"] == 2
     assert json.loads((tmp_path / "runs/csgo_ci/metrics.json").read_text())["epoch"] == 1
+
+
+def test_static_run_honours_run_amp_and_run_compile(tmp_path: Path, monkeypatch, caplog) -> None:
+    """The static family reads the same ``run.amp`` / ``run.compile`` as Atari (one resolution, one compile)."""
+    from diamond_kedro.datasets import config as static_config
+    from diamond_kedro.datasets.config import StaticWorldModelConfigError
+
+    raw = tmp_path / "raw"
+    for v, n in ((0, 12), (1, 10)):
+        write_video(raw / f"clip{v}.mp4", v, n)
+        pd.DataFrame({"action": [(i + v) % 4 for i in range(n)]}).to_csv(raw / f"clip{v}.csv", index=False)
+    params = static_params(tmp_path, {"name": "vid", "path": str(raw), "test_fraction": 0.5})
+    assert parse_static_config(params).run.amp is False and parse_static_config(params).run.compile is False
+
+    # run.bf16, the old name: the same setting (over conf/base's run.amp), with a one-line warning
+    static_config._warn_bf16.cache_clear()
+    old = parse_static_config({**params, "run": {**params["run"], "bf16": True}})
+    assert old.run.amp is True and "bf16" not in old.run.model_dump()
+    assert [r.getMessage() for r in caplog.records if "bf16" in r.getMessage()] == [
+        "run.bf16 is deprecated: write run.amp (true | false | auto) instead; bf16: True is amp: True (it overrides "
+        "run.amp)"]
+    with pytest.raises(StaticWorldModelConfigError, match="run.amp"):
+        parse_static_config({**params, "run": {**params["run"], "amp": "maybe"}})
+    assert parse_csgo_config({"run": {"bf16": True}}).run.amp is True
+
+    cfg = parse_static_config({**params, "run": {**params["run"], "amp": "auto", "compile": "max-autotune"}})
+    ingest_dataset(cfg.dataset, progress=False)
+    resolved: list = []
+    monkeypatch.setattr("diamond_kedro.training.run_common.resolve_amp",
+                        lambda setting, device: resolved.append((setting, device.type)) or True)
+    run = StaticWorldModelRun.open(cfg)
+    try:
+        assert run.amp is True and resolved == [("auto", "cpu")]
+        inner = run.models["denoiser"].inner_model
+        assert inner._compiled_call_impl is not None  # nn.Module.compile in place: wrapped, called lazily
+        assert not any("_orig_mod" in k for k in run.models["denoiser"].state_dict())  # checkpoint keys unchanged
+        run.begin_epoch()
+        assert run.pending.tags["precision"] == "bf16 autocast"
+        with run._autocast():
+            assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    finally:
+        run.close()
+
+
+def test_a_run_saved_with_run_bf16_resumes_without_a_changed_parameter(tmp_path: Path) -> None:
+    from diamond_kedro.utils.state_file import save_state_file
+
+    raw = tmp_path / "raw"
+    for v, n in ((0, 12), (1, 10)):
+        write_video(raw / f"clip{v}.mp4", v, n)
+        pd.DataFrame({"action": [(i + v) % 4 for i in range(n)]}).to_csv(raw / f"clip{v}.csv", index=False)
+    cfg = parse_static_config(static_params(tmp_path, {"name": "vid", "path": str(raw), "test_fraction": 0.5}))
+    ingest_dataset(cfg.dataset, progress=False)
+    run = StaticWorldModelRun.open(cfg)
+    run.run_epoch()
+    run.close()
+    state_path = tmp_path / "runs/vid_ci/checkpoints/state.pt"
+    state = load_state_file(state_path)  # as a run from before run.amp wrote it: run.bf16, no amp/compile
+    old_run = {k: v for k, v in state["config"]["run"].items() if k not in ("amp", "compile")}
+    state["config"]["run"] = {**old_run, "bf16": False}
+    save_state_file(state, state_path)
+    again = StaticWorldModelRun.open(cfg)
+    try:
+        assert again.counters.epoch == 1 and again.changed_params == ""
+    finally:
+        again.close()
+    state["config"]["run"] = {**old_run, "bf16": True}  # it did train in bf16: that is a change, and said
+    save_state_file(state, state_path)
+    again = StaticWorldModelRun.open(cfg)
+    try:
+        assert again.changed_params == "run.amp (True -> False)"
+    finally:
+        again.close()

@@ -33,7 +33,7 @@ def test_compile_is_off_and_precision_is_chosen_per_machine_by_default() -> None
 
 
 def test_auto_precision_resolves_once_per_run_and_is_tagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("diamond_kedro.training.run.resolve_amp", lambda setting, device: setting == "auto")
+    monkeypatch.setattr("diamond_kedro.training.run_common.resolve_amp", lambda setting, device: setting == "auto")
     run = AtariRun(_cfg(tmp_path, amp="auto"))
     try:
         assert run.amp is True

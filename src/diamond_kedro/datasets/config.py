@@ -11,6 +11,8 @@ both axes); ``low_res_size: null`` trains the dynamics model alone, at ``frame_s
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +20,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from diamond_kedro.config import DenoiserModelConfig, _short, _Strict, check_device, check_run_name
 from diamond_kedro.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache  # once per process: the hook and the node both validate the parameters
+def _warn_bf16(value: str) -> None:
+    log.warning("run.bf16 is deprecated: write run.amp (true | false | auto) instead; bf16: %s is amp: %s (it overrides "
+                "run.amp)", value, value)
 
 PARAMS_KEY = "static_world_model"
 
@@ -117,8 +127,26 @@ class StaticRunConfig(_Strict):
     device: str = "auto"
     num_threads: int | None = Field(default=None, gt=0)
     num_epochs: int = Field(default=600, gt=0)  # spec §7.4: num_final_epochs = 600
-    offload: bool = True  # spec §7.4: each model (+ optimiser state) on the device only while it is used
-    bf16: bool = False  # autocast to bfloat16 (CUDA: ~2x less activation memory; CPU: 35-100x slower here)
+    # static runs only (spec §7.4; Atari's models are small enough to stay on the device): each model (+ its
+    # optimiser state) on the device only while it is used
+    offload: bool = True
+    # as Atari's run.amp (one setting, utils.precision.resolve_amp): bf16 autocast true | false | auto (CUDA:
+    # ~2x less activation memory; CPU: much slower here unless the machine has native bf16). ``bf16: true|false``
+    # is a deprecated alias (a one-line warning).
+    amp: bool | Literal["auto"] = False
+    # as Atari's run.compile: torch.compile the denoisers' inner models in place (true: its default mode)
+    compile: bool | Literal["reduce-overhead", "max-autotune"] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bf16_alias(cls, data: Any) -> Any:
+        """``run.bf16`` (before run.amp existed) is ``run.amp``, and wins over it: conf/base now sets ``amp``, so a
+        ``bf16`` comes from a user's older profile that means it."""
+        if isinstance(data, dict) and "bf16" in data:
+            data = dict(data)
+            data["amp"] = bf16 = data.pop("bf16")
+            _warn_bf16(repr(bf16))
+        return data
 
     @field_validator("device")
     @classmethod

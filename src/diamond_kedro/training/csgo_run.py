@@ -33,7 +33,7 @@ summing unique storages during one ``compute_loss`` at the paper's sizes, batch 
 * upsampler, 51.1 M parameters: 0.82 GB (weights + gradients + moments); activations at 150x280 (padded
   152x280), 2 steps: 2.53 GB per sample -> 10.1 GB at batch 4. Peak ≈ 10.9 GB.
 * without offloading the idle model stays resident: ≈ 15.5 GB / 16.2 GB. Either way < 24 GB, leaving room
-  for the CUDA context (~0.5 GB), cuDNN workspaces and allocator fragmentation. ``run.bf16`` (autocast)
+  for the CUDA context (~0.5 GB), cuDNN workspaces and allocator fragmentation. ``run.amp`` (bf16 autocast)
   roughly halves the activations. Gradient accumulation (x8) is what keeps activations at one micro-batch
   while the effective batches are 128 / 32.
 No GPU was available to confirm these figures with ``torch.cuda.max_memory_allocated``.
@@ -42,7 +42,7 @@ No GPU was available to confirm these figures with ``torch.cuda.max_memory_alloc
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,9 +60,9 @@ from diamond_kedro.replay.store import ReplayStore
 from diamond_kedro.reporting import EpochReport
 from diamond_kedro.training.run_common import (
     BaseRunPaths,
-    MetricAccumulator,
     RunIsOver,
     TrainingRun,
+    test_losses,
 )
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class CsgoRun(TrainingRun):
         # Models live on the CPU between their phases when offloading (spec §7.4).
         self.home = torch.device("cpu") if cfg.run.offload else self.device
         self.models = {k: m.to(self.home) for k, m in build_models(cfg, self.action).items()}
+        self._compile(*(m.inner_model for m in self.models.values()))  # run.compile, as Atari's denoiser
         self._make_optimizers(self.models)
         # two streams whether or not there is an upsampler: the dynamics model draws the same batches either way
         seeds = np.random.SeedSequence(cfg.run.seed).spawn(len(MODELS))
@@ -203,6 +204,16 @@ class CsgoRun(TrainingRun):
         if saved != self.action.to_dict():
             raise ValueError(f"{path} was trained with actions {saved}, the dataset now has {self.action.to_dict()}")
 
+    def _check_parameters(self, saved: dict[str, Any], path: Path) -> None:
+        """A run saved before ``run.amp`` / ``run.compile`` existed had ``run.bf16`` and no compile: the same
+        settings (amp = bf16, compile off), not a change to warn about on resume."""
+        run = dict(saved.get("run") or {})
+        if "bf16" in run:
+            run["amp"] = run.pop("bf16")
+            run.setdefault("compile", False)
+            saved = {**saved, "run": run}
+        super()._check_parameters(saved, path)
+
     def _load_components(self, state: dict[str, Any], path: Path) -> None:
         for k in self.model_names:
             try:
@@ -243,11 +254,6 @@ class CsgoRun(TrainingRun):
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def _autocast(self):
-        if not self.cfg.run.bf16:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-
     # -- batches ---------------------------------------------------------------------------------
     def _windows_batch(self, name: str, split: str, ids: Any, starts: Any) -> tuple[Batch, torch.Tensor | None]:
         """The model's batch for these windows: low-res frames (dynamics), or full-res frames + the matching
@@ -266,37 +272,27 @@ class CsgoRun(TrainingRun):
 
     def _loss(self, name: str, batch: Batch, low: torch.Tensor | None, compute_loss: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
         compute_loss = compute_loss or self.models[name].compute_loss
-        with self._autocast():
-            if name == "denoiser":
-                return compute_loss(batch)
-            return compute_loss(batch, low)
+        if name == "denoiser":
+            return compute_loss(batch)
+        return compute_loss(batch, low)
 
     # -- training (spec §7.4) --------------------------------------------------------------------
     def train_model(self, name: str) -> dict[str, float]:
         return self._train_phase(name, lambda: self._train_model(name))
 
     def _train_model(self, name: str) -> dict[str, float]:
-        t = getattr(self.cfg, name).training
-        model, opt, sched = self.models[name], self.optimizers[name], self.schedulers[name]
+        model = self.models[name]
 
-        def update(acc: MetricAccumulator) -> float:
-            """One optimiser step on ``grad_acc_steps`` accumulated micro-batches."""
-            opt.zero_grad(set_to_none=True)
-            for i in range(t.grad_acc_steps):
-                with compute_loss.accumulating(last=i == t.grad_acc_steps - 1):  # one all-reduce per step
-                    batch, low = self.sample_batch(name)
-                    loss, metrics = self._loss(name, batch, low, compute_loss)
-                    (loss / t.grad_acc_steps).backward()
-                acc.add(metrics)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm).detach()  # read once per phase
-            opt.step()
-            sched.step()
-            return grad_norm
+        def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
+            batch, low = self.sample_batch(name)
+            return self._loss(name, batch, low, compute_loss)
 
         with self.on_device(name):
             compute_loss = self.dist.loss(model)  # DDP under torchrun, built once the model is on its device
             model.train()
-            return self._optimise(name, t.steps_per_epoch, update)
+            # each update accumulates grad_acc_steps micro-batches (one all-reduce per update under DDP)
+            return self._train_steps(name, model, loss_fn, getattr(self.cfg, name).training.grad_acc_steps,
+                                     accumulating=compute_loss.accumulating)
 
     def train_denoiser(self) -> dict[str, float]:
         return self.train_model("denoiser")
@@ -317,13 +313,9 @@ class CsgoRun(TrainingRun):
         batches = [windows[i : i + bs] for i in range(0, len(windows), bs)]
         if e.max_test_batches is not None:
             batches = batches[: e.max_test_batches]
-        acc = MetricAccumulator()
-        with self.on_device(name):
-            self.models[name].eval()
-            for part in batches:
-                batch, low = self._windows_batch(name, "test", [w[0] for w in part], [w[1] for w in part])
-                acc.add(self._loss(name, batch, low)[1])
-        out = acc.result()
+        test = (self._windows_batch(name, "test", [w[0] for w in part], [w[1] for w in part]) for part in batches)
+        with self.on_device(name), self._autocast():
+            out, _ = test_losses(self.models[name], test, lambda b: self._loss(name, *b))
         out[f"num_batch_test_{name}"] = len(batches)
         return out
 

@@ -25,7 +25,7 @@ from diamond_kedro.evaluation.video import trajectory_grid, write_comparison_vid
 from diamond_kedro.models.agent import Agent
 from diamond_kedro.models.diffusion_sampler import DiffusionSamplerConfig
 from diamond_kedro.replay.sampler import iter_test_batches
-from diamond_kedro.training.run_common import MetricAccumulator
+from diamond_kedro.training.run_common import test_losses
 
 
 @dataclass
@@ -51,15 +51,6 @@ def play_test_episodes(
     finally:
         env.close()
     return stats.episode_returns, stats.episode_lengths
-
-
-@torch.no_grad()
-def test_losses(model: torch.nn.Module, store, batch_size: int, seq_len: int, device: torch.device) -> tuple[dict[str, float], int]:
-    """Mean loss of ``model`` over the test store, traversed deterministically (spec §1.8)."""
-    model.eval()
-    acc = MetricAccumulator.over(model.compute_loss(b)[1] for b in iter_test_batches(store, batch_size, seq_len, device=device))
-    model.train()
-    return acc.result(), acc.count
 
 
 def fidelity_and_media(
@@ -143,7 +134,8 @@ def evaluate_agent(
             }
         )
         for name in ("denoiser", "rew_end_model"):
-            losses, num_batches = test_losses(getattr(agent, name), test_store, cfg.test_batch_size, seq_len(name), device)
+            batches = iter_test_batches(test_store, cfg.test_batch_size, seq_len(name), device=device)
+            losses, num_batches = test_losses(getattr(agent, name), batches)
             out.metrics.update({f"{name}/test/{k}": v for k, v in losses.items()})
             out.metrics[f"{name}/test/num_batch_test_{name}"] = num_batches
         fidelity, out.media = fidelity_and_media(

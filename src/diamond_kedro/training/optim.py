@@ -125,6 +125,15 @@ def optimizer_step(
     """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    return clip_and_step(model, optimizer, scheduler, max_grad_norm)
+
+
+def clip_and_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LambdaLR | None, max_grad_norm: float | None
+) -> Tensor:
+    """The end of an update whose gradients are in ``.grad`` (one backward, or several accumulated): clip the
+    global grad norm, step the optimiser and the schedule. Returns the norm before clipping (see
+    :func:`optimizer_step`)."""
     params = [p for p in model.parameters() if p.grad is not None]
     max_norm = math.inf if max_grad_norm is None else max_grad_norm
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)

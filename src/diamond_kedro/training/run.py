@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,24 +34,22 @@ from diamond_kedro.envs.atari import TorchAtariEnv, game_short_name, make_atari_
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.envs.world_model_env import WorldModelEnv, WorldModelEnvConfig
 from diamond_kedro.models.agent import compile_agent, save_checkpoint
-from diamond_kedro.models.unet import probe_network
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler, prefetch
 from diamond_kedro.replay.store import ReplayStore
 from diamond_kedro.reporting import EpochReport
 from diamond_kedro.training.evaluation import evaluate_agent
 from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
-from diamond_kedro.training.optim import optimizer_step
 from diamond_kedro.training.run_common import (  # noqa: F401  (re-exported: the public API of this module)
     BaseRunPaths,
     MetricAccumulator,
     RunIsOver,
     TrainingRun,
     append_curve,
+    compile_mode,
     resolve_device,
 )
 from diamond_kedro.utils.allocator import tune_glibc_malloc
-from diamond_kedro.utils.precision import resolve_amp, set_probe_network
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +129,8 @@ class AtariRun(TrainingRun):
         self.train_env = self.make_env(num_envs=cfg.env.num_envs, done_on_life_loss=True, seed=cfg.run.seed)
         self.num_actions = self.train_env.num_actions
         self.agent = build_agent(cfg, self.num_actions).to(self.device)
-        # run.amp "auto": bf16 autocast where this machine computes it natively and it pays (probed, cached);
-        # the probe times the U-Net, handed down here because utils/ does not import models/
-        set_probe_network(probe_network)
-        self.amp = resolve_amp(cfg.run.amp, self.device)
         if cfg.run.compile:  # in place: state-dict keys and checkpoints stay those of the plain modules
-            compile_agent(self.agent, mode=None if cfg.run.compile is True else cfg.run.compile)
+            compile_agent(self.agent, mode=compile_mode(cfg.run.compile))
         self._make_optimizers({name: getattr(self.agent, name) for name in COMPONENTS})
 
         # repair=True: a run killed between a chunk's rename and the manifest's rewrite is re-manifested from
@@ -157,11 +151,6 @@ class AtariRun(TrainingRun):
         self._rollout: RolloutLoop | None = None
         self._samplers: dict[str, SegmentSampler] = {}
         self._losses: dict[str, DataParallelLoss] = {}
-
-    def begin_epoch(self) -> int:
-        epoch = super().begin_epoch()
-        self.pending.tags["precision"] = "bf16 autocast" if self.amp else "fp32"  # what run.amp resolved to here
-        return epoch
 
     def make_env(self, *, num_envs: int, done_on_life_loss: bool, seed: int) -> TorchAtariEnv:
         """The configured game on the run's device: the train env, or a test env (``evaluation.py``)."""
@@ -331,19 +320,6 @@ class AtariRun(TrainingRun):
         whichever epoch that is (a standalone ``collect`` epoch may come before any training)."""
         t = getattr(self.cfg, name).training
         return t.steps_first_epoch if self.counters.num_batch_train[name] == 0 else t.steps_per_epoch
-
-    def _train_steps(self, name: str, model: torch.nn.Module, loss_fn: Callable[[], tuple[torch.Tensor, dict[str, Any]]]) -> dict[str, float]:
-        """This epoch's updates of component ``name``: one ``optimizer_step`` on ``loss_fn()`` each (spec §6.2)."""
-        t = getattr(self.cfg, name).training
-
-        def update(acc: MetricAccumulator) -> float:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                loss, metrics = loss_fn()
-            grad_norm = optimizer_step(model, self.optimizers[name], self.schedulers[name], loss, t.max_grad_norm)
-            acc.add(metrics)
-            return grad_norm
-
-        return self._optimise(name, self._num_steps(name), update)
 
     def _train_world_model_component(self, name: str) -> dict[str, float]:
         model = getattr(self.agent, name)

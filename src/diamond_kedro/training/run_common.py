@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Self
@@ -32,10 +32,12 @@ from tqdm.auto import tqdm
 
 from diamond_kedro import distributed
 from diamond_kedro.models.rew_end_model import classification_metrics as rew_end_classification_metrics
+from diamond_kedro.models.unet import probe_network
 from diamond_kedro.reporting import EpochReport, emit, flatten
-from diamond_kedro.training.optim import make_optimizer, make_warmup_scheduler
+from diamond_kedro.training.optim import clip_and_step, make_optimizer, make_warmup_scheduler
 from diamond_kedro.utils.atomic import atomic_write_text
 from diamond_kedro.utils.device import resolve_device
+from diamond_kedro.utils.precision import resolve_amp, set_probe_network
 from diamond_kedro.utils.run_lock import RunLock
 from diamond_kedro.utils.state_file import load_state_file, save_state_file
 from diamond_kedro.errors import UserError
@@ -166,6 +168,25 @@ class MetricAccumulator:
         return out
 
 
+@torch.no_grad()
+def test_losses(
+    model: torch.nn.Module, batches: Iterable[Any], loss_fn: Callable[[Any], tuple[Any, dict[str, Any]]] | None = None
+) -> tuple[dict[str, float], int]:
+    """Mean metrics of ``model`` over test batches (the deterministic traversal of spec §1.8), in eval mode
+    (left in train mode after). ``loss_fn(batch)`` defaults to ``model.compute_loss``. Returns the metrics and
+    the number of batches. The one test-loss path of every run (Atari's evaluation, the static runs')."""
+    loss_fn = loss_fn or model.compute_loss
+    model.eval()
+    acc = MetricAccumulator.over(loss_fn(b)[1] for b in batches)
+    model.train()
+    return acc.result(), acc.count
+
+
+def compile_mode(setting: bool | str) -> str | None:
+    """``run.compile`` as ``torch.compile``'s ``mode`` (true: its default)."""
+    return None if setting is True else str(setting)
+
+
 def progress(steps: int, desc: str) -> Iterator[int]:
     """``range(steps)`` with a transient progress bar (none for zero steps, nor when stderr is not a terminal:
     a log file would fill with carriage-return frames)."""
@@ -211,6 +232,11 @@ class TrainingRun(ABC):
             torch.backends.cuda.matmul.allow_tf32 = True  # spec §6.2: TF32 matmuls on
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True  # fixed shapes per component: autotuned conv algorithms pay
+        # run.amp (both families): bf16 autocast of the training forward passes; "auto" where this machine
+        # computes bf16 natively and it pays (probed once, cached; ``utils.precision``)
+        # (the probe times the U-Net, handed down here because utils/ does not import models/)
+        set_probe_network(probe_network)
+        self.amp = resolve_amp(cfg.run.amp, self.device)
         seed_everything(cfg.run.seed)
         self.pending: EpochReport | None = None  # the epoch in progress
         self.changed_params = ""  # set by a resume with other (non-model) parameters; tagged on the next epoch
@@ -223,6 +249,18 @@ class TrainingRun(ABC):
             t = getattr(self.cfg, name).training
             self.optimizers[name] = make_optimizer(model, lr=t.lr, weight_decay=t.weight_decay, eps=t.eps)
             self.schedulers[name] = make_warmup_scheduler(self.optimizers[name], t.warmup_steps)
+
+    def _compile(self, *modules: torch.nn.Module) -> None:
+        """``run.compile`` (both families): ``torch.compile`` the modules in place (``nn.Module.compile``), so
+        state-dict keys and checkpoints stay those of the plain modules. A ``Denoiser`` is called through its
+        ``inner_model`` (it has no ``forward``): pass that."""
+        if self.cfg.run.compile:
+            for module in modules:
+                module.compile(mode=compile_mode(self.cfg.run.compile))
+
+    def _autocast(self) -> Any:
+        """The precision of training (and the static runs' test) forward passes: bf16 autocast iff ``self.amp``."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     # -- opening and resuming --------------------------------------------------------------------
     @classmethod
@@ -368,6 +406,7 @@ class TrainingRun(ABC):
         if self.changed_params:  # once, on the first epoch after the resume that changed them
             self.pending.tags["resumed_with_changed_params"] = self.changed_params[:4000]
             self.changed_params = ""
+        self.pending.tags["precision"] = "bf16 autocast" if self.amp else "fp32"  # what run.amp resolved to here
         self._epoch_start = time.perf_counter()
         log.info("Epoch %d of %s", self.pending.epoch, self.key)
         return self.pending.epoch
@@ -411,6 +450,39 @@ class TrainingRun(ABC):
         out["lr"] = lr
         return out
 
+    def _num_steps(self, name: str) -> int:
+        """Optimiser updates of model ``name`` this epoch."""
+        return getattr(self.cfg, name).training.steps_per_epoch
+
+    def _train_steps(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        loss_fn: Callable[[], tuple[torch.Tensor, dict[str, Any]]],
+        grad_acc_steps: int = 1,
+        accumulating: Callable[..., Any] | None = None,
+    ) -> dict[str, float]:
+        """This epoch's updates of model ``name`` (spec §6.2, §7.4), for every run. One update: ``grad_acc_steps``
+        micro-batches, each ``loss_fn()`` under the run's precision (``self.amp``) and a backward of its loss
+        divided by ``grad_acc_steps`` (so the gradients add up to that of the micro-batches' mean loss: one
+        step on their concatenation, for a per-batch mean loss), then the global norm clipped at
+        ``<name>.training.max_grad_norm``, an AdamW step and a warm-up-schedule step. ``accumulating(last=...)``
+        (``DataParallelLoss.accumulating``) wraps each micro-batch: under DDP only the last one all-reduces."""
+        t = getattr(self.cfg, name).training
+        opt, sched = self.optimizers[name], self.schedulers[name]
+
+        def update(acc: MetricAccumulator) -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            for i in range(grad_acc_steps):
+                with accumulating(last=i == grad_acc_steps - 1) if accumulating is not None else nullcontext():
+                    with self._autocast():
+                        loss, metrics = loss_fn()
+                    (loss / grad_acc_steps if grad_acc_steps > 1 else loss).backward()
+                acc.add(metrics)
+            return clip_and_step(model, opt, sched, t.max_grad_norm)
+
+        return self._optimise(name, self._num_steps(name), update)
+
     # -- commit ----------------------------------------------------------------------------------
     def commit(self) -> EpochReport:
         """Make the epoch durable (atomic ``state.pt``), then report it. Returns the epoch's report."""
@@ -420,6 +492,7 @@ class TrainingRun(ABC):
         report.metrics["duration"] = elapsed / 3600.0  # spec §6.5: hours per epoch
         report.metrics["epoch"] = float(report.epoch)
         self.counters.epoch = report.epoch
+        report.run_is_over = self.is_over  # on every rank (the counters are the same on all of them)
         if self.dist.is_main:  # under torchrun the other ranks hold the same models and write nothing
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             save_state_file(self._state_dict(), self.paths.state)

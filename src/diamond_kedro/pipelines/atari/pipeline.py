@@ -1,8 +1,11 @@
-from kedro.pipeline import Pipeline, node
+"""``atari``: a whole run. Its graph is exactly ``atari_epoch`` (one epoch of Algorithm 1); what makes it a
+whole run is the project's ``kedro run`` (``diamond_kedro.cli``), which runs it once per epoch, each in its
+own Kedro session, until the epoch that commits reports the run over. No node loops."""
 
-from .nodes import train_run
+from kedro.pipeline import Pipeline
+
+from diamond_kedro.pipelines import atari_epoch
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """The whole run in one ``kedro run`` (``atari_epoch`` repeated until the run is over)."""
-    return Pipeline([node(train_run, inputs="parameters", outputs="final_metrics", name="train_run")])
+    return atari_epoch.create_pipeline(**kwargs)
