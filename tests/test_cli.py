@@ -149,3 +149,11 @@ def test_a_run_held_by_another_writer_is_one_line(project: Path) -> None:
     line = one_error_line(proc)
     assert "run data/runs/Breakout_seed0_ci is in use by another writer" in line and f"pid {os.getpid()}" in line
     assert {p.name for p in folder.iterdir()} <= {".lock", ".lock.json"}  # no replay store, no state
+
+
+def test_an_unknown_pipeline_and_a_missing_source_folder_are_one_line(project: Path, tmp_path: Path) -> None:
+    line = one_error_line(kedro_run(project, "--pipelines=atari_epch", "--env=ci", check=False))
+    assert "no pipeline named 'atari_epch'" in line and "atari_epoch" in line.split("the pipelines are:")[1]
+    static_profile(project, name="nowhere", path=str(tmp_path / "no_such_folder"))
+    line = one_error_line(kedro_run(project, "--pipelines=static_world_model_ingest", "--env=ci", check=False))
+    assert f"video folder {tmp_path / 'no_such_folder'} does not exist (dataset.path)" in line

@@ -60,6 +60,50 @@ def one_line(exc: BaseException) -> str:
     return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
 
 
+class UnknownPipeline(UserError):
+    """``--pipelines`` names a pipeline the registry does not have."""
+
+
+def pipeline_names() -> list[str]:
+    """The registry's pipelines: one package per pipeline under ``diamond_kedro.pipelines`` (``find_pipelines``)."""
+    import pkgutil
+
+    import diamond_kedro.pipelines as package
+
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg)
+
+
+def unknown_pipeline(exc: BaseException) -> UnknownPipeline | None:
+    """An unknown ``--pipelines`` name. Kedro 1.7 discovers only the pipelines asked for, and the registry's
+    ``find_pipelines(raise_errors=True)`` then fails to import ``diamond_kedro.pipelines.<name>`` (an
+    ImportError; a name missing from a registry dict is a plain ValueError "Failed to find the pipeline named").
+    Recognised by the exception and by the module not existing, so a pipeline that exists but fails to import
+    (a bug) keeps its traceback. The one line lists the pipelines there are."""
+    import importlib.util
+    import re
+
+    e: BaseException | None = exc
+    while e is not None:
+        m = re.search(r"importing the '(diamond_kedro\.pipelines\.([\w.]+))' module", str(e))
+        if isinstance(e, ImportError) and m:
+            try:
+                exists = importlib.util.find_spec(m.group(1)) is not None
+            except (ImportError, ValueError):
+                exists = False
+            name = m.group(2)
+            break
+        m = re.match(r"Failed to find the pipeline named '([^']*)'", str(e))
+        if isinstance(e, ValueError) and m:
+            exists, name = False, m.group(1)
+            break
+        e = e.__cause__ or e.__context__
+    else:
+        return None
+    if exists:
+        return None
+    return UnknownPipeline(f"no pipeline named '{name}'; the pipelines are: {', '.join(pipeline_names())}")
+
+
 def _verbose_env() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -143,7 +187,7 @@ def _run(verbose: bool, **kwargs: Any) -> Any:
             return run_epochs(lambda: kedro_run.callback(**kwargs))
         return kedro_run.callback(**kwargs)
     except Exception as exc:
-        user_error = find_user_error(exc)
+        user_error = find_user_error(exc) or unknown_pipeline(exc)
         _log_traceback(exc)
         if user_error is None or verbose or _verbose_env():
             raise

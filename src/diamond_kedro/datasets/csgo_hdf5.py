@@ -26,7 +26,7 @@ from typing import IO, Any
 import h5py
 import numpy as np
 
-from diamond_kedro.datasets.writer import ActionSpec, DatasetError, RawEpisode, Unit
+from diamond_kedro.datasets.writer import ActionSpec, DatasetError, RawEpisode, SourceNotFound, Unit
 
 PREFIX = "hdf5_dm_july2021_"
 CSGO_ACTION_DIM = 51
@@ -70,7 +70,7 @@ def find_sources(source_dir: str | Path, option: str = "csgo.data.source_dir",
     recorded there (its path under ``source_dir`` -> the error) and the listing goes on."""
     root = Path(source_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"CS:GO source folder {root} does not exist ({option})")
+        raise SourceNotFound(f"CS:GO source folder {root} does not exist ({option})")
     sources: list[Hdf5File] = []
     for tar_path in sorted(root.rglob("*.tar")):
         folder = tar_folder_name(tar_path)
@@ -104,7 +104,7 @@ def load_test_split(path: str | Path | None, option: str = "csgo.data.test_split
     else:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(
+            raise SourceNotFound(
                 f"test-split list {p} does not exist ({option}); it lists one file name per line, "
                 "e.g. hdf5_dm_july2021_3.hdf5"
             )

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from diamond_kedro.datasets.writer import ActionSpec, DatasetError, RawEpisode, Unit
+from diamond_kedro.datasets.writer import ActionSpec, DatasetError, RawEpisode, SourceNotFound, Unit
 
 
 def _data_dir(path: Path) -> Path:
     for cand in (path / "data", path):
         if (cand / "metadata.json").is_file():
             return cand
-    raise FileNotFoundError(
+    raise SourceNotFound(
         f"{path} is not a local Minari dataset (no data/metadata.json; dataset.path must be the dataset's folder, "
         "e.g. ~/.minari/datasets/<namespace>/<name>-v0)"
     )

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from diamond_kedro.datasets.writer import ActionSpec, DatasetError, RawEpisode, Unit
+from diamond_kedro.datasets.writer import ActionSpec, DatasetError, RawEpisode, SourceNotFound, Unit
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -161,15 +161,15 @@ class VideoSource:
     ) -> None:
         self.root = Path(path)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"video folder {self.root} does not exist (dataset.path)")
+            raise SourceNotFound(f"video folder {self.root} does not exist (dataset.path)")
         if not action_columns:
-            raise ValueError("dataset.video.action_columns must name at least one column of the action table")
+            raise DatasetError("dataset.video.action_columns must name at least one column of the action table")
         self.action_columns = list(action_columns)
         self.frame_column, self.episode_column = frame_column, episode_column
         self.extra_columns = {"rew": reward_column, "end": terminated_column, "trunc": truncated_column}
         videos = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
         if not videos:
-            raise FileNotFoundError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {self.root} (dataset.path)")
+            raise SourceNotFound(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {self.root} (dataset.path)")
         self.videos = {p.relative_to(self.root).as_posix(): p for p in videos}
         # per video: the error that makes it a bad file (found here, raised when its unit is read)
         self.errors: dict[str, str] = {}
@@ -181,7 +181,7 @@ class VideoSource:
         if actions_file is not None:
             table_path = Path(actions_file)
             if not table_path.is_file():
-                raise FileNotFoundError(f"action table {table_path} does not exist (dataset.video.actions_file)")
+                raise SourceNotFound(f"action table {table_path} does not exist (dataset.video.actions_file)")
             table = read_table(table_path)
             if len(self.videos) > 1 or file_column in table.columns:
                 if file_column not in table.columns:

@@ -65,6 +65,10 @@ class DatasetError(UserError, ValueError):
     """A source file is not as expected (corrupt, missing rows, wrong width...); the message names it."""
 
 
+class SourceNotFound(UserError, FileNotFoundError):
+    """The raw gameplay a dataset is ingested from (folder, files, action table) is not where the config says."""
+
+
 class DatasetNotIngested(UserError, FileNotFoundError):
     """A run or play asks for a dataset that was never ingested; the message names the ingest command."""
 

@@ -53,7 +53,7 @@ import torch
 from diamond_kedro.builders import CSGO_ACTION, CSGO_STATE_FORMAT, build_models
 from diamond_kedro.csgo.config import CsgoConfig
 from diamond_kedro.csgo.generate import imagine, imagine_dynamics, to_uint8_frames
-from diamond_kedro.datasets.writer import ActionSpec, DatasetPaths, load_index
+from diamond_kedro.datasets.writer import ActionSpec, DatasetError, DatasetNotIngested, DatasetPaths, load_index
 from diamond_kedro.replay.batch import Batch
 from diamond_kedro.replay.sampler import SegmentSampler, collate_windows, test_windows
 from diamond_kedro.replay.store import ReplayStore
@@ -61,6 +61,7 @@ from diamond_kedro.reporting import EpochReport
 from diamond_kedro.training.run_common import (
     BaseRunPaths,
     RunIsOver,
+    RunStateMismatch,
     TrainingRun,
     test_losses,
 )
@@ -132,7 +133,7 @@ class CsgoRun(TrainingRun):
         self.action = ActionSpec.from_dict(self.index["action"])
         has_low = self.index.get("low_res_size", True) is not None
         if (cfg.upsampling_factor is not None) != has_low:
-            raise ValueError(
+            raise RunStateMismatch(
                 f"{data.index} was ingested {'with' if has_low else 'without'} a low-resolution store, but the "
                 f"config {'has no' if has_low else 'has an'} upsampler: re-ingest or change dataset.low_res_size"
             )
@@ -143,15 +144,15 @@ class CsgoRun(TrainingRun):
             for split in ("train", "test"):
                 path = data.store(res, split)
                 if not path.is_dir():
-                    raise FileNotFoundError(f"{path} does not exist: ingest the dataset first ({ingest})")
+                    raise DatasetNotIngested(f"{path} does not exist: ingest the dataset first ({ingest})")
                 self.stores[(res, split)] = ReplayStore(path, create=False)
         if "full_res" in resolutions:
             for split in ("train", "test"):
                 lo, hi = self.stores[("low_res", split)], self.stores[("full_res", split)]
                 if not np.array_equal(lo.lengths, hi.lengths):
-                    raise ValueError(f"{lo.root} and {hi.root} disagree on their episodes: re-run {ingest} to repair them")
+                    raise DatasetError(f"{lo.root} and {hi.root} disagree on their episodes: re-run {ingest} to repair them")
         if self.stores[("low_res", "train")].num_episodes == 0:
-            raise ValueError(f"{data.store('low_res', 'train')} has no episodes: nothing to train on")
+            raise DatasetError(f"{data.store('low_res', 'train')} has no episodes: nothing to train on")
 
         # Models live on the CPU between their phases when offloading (spec §7.4).
         self.home = torch.device("cpu") if cfg.run.offload else self.device
@@ -199,10 +200,10 @@ class CsgoRun(TrainingRun):
 
     def _check_state(self, state: Any, path: Path) -> None:
         if not isinstance(state, dict) or state.get("format") != CSGO_STATE_FORMAT:
-            raise ValueError(f"{path} is not a diamond-kedro CS:GO / static world-model run state")
+            raise RunStateMismatch(f"{path} is not a diamond-kedro CS:GO / static world-model run state")
         saved = state.get("action", CSGO_ACTION.to_dict())
         if saved != self.action.to_dict():
-            raise ValueError(f"{path} was trained with actions {saved}, the dataset now has {self.action.to_dict()}")
+            raise RunStateMismatch(f"{path} was trained with actions {saved}, the dataset now has {self.action.to_dict()}")
 
     def _check_parameters(self, saved: dict[str, Any], path: Path) -> None:
         """A run saved before ``run.amp`` / ``run.compile`` existed had ``run.bf16`` and no compile: the same
@@ -219,7 +220,7 @@ class CsgoRun(TrainingRun):
             try:
                 self.models[k].load_state_dict(state["models"][k], strict=True)
             except RuntimeError as exc:
-                raise ValueError(f"{path}: the {k} does not match the configured model (parameters changed?): {exc}") from exc
+                raise RunStateMismatch(f"{path}: the {k} does not match the configured model (parameters changed?): {exc}") from exc
 
     # -- epoch bookkeeping -----------------------------------------------------------------------
     @property

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from diamond_kedro.builders import build_agent, sampler_config
-from diamond_kedro.config import DiamondConfig
+from diamond_kedro.config import ConfigError, DiamondConfig
 from diamond_kedro.distributed import DataParallelLoss, valid_transitions
 from diamond_kedro.envs.atari import TorchAtariEnv, game_short_name, make_atari_env
 from diamond_kedro.envs.collector import Collector
@@ -44,6 +44,7 @@ from diamond_kedro.training.run_common import (  # noqa: F401  (re-exported: the
     BaseRunPaths,
     MetricAccumulator,
     RunIsOver,
+    RunStateMismatch,
     TrainingRun,
     append_curve,
     compile_mode,
@@ -190,9 +191,9 @@ class AtariRun(TrainingRun):
 
     def _check_state(self, state: Any, path: Path) -> None:
         if not isinstance(state, dict) or state.get("format") != 1:
-            raise ValueError(f"{path} is not a diamond-kedro run state (format 1)")
+            raise RunStateMismatch(f"{path} is not a diamond-kedro run state (format 1)")
         if state["num_actions"] != self.num_actions:
-            raise ValueError(
+            raise RunStateMismatch(
                 f"{path} was trained with {state['num_actions']} actions, {self.cfg.env.game} has {self.num_actions}"
             )
 
@@ -200,7 +201,7 @@ class AtariRun(TrainingRun):
         try:
             self.agent.load_state_dict(state["agent"], strict=True)
         except RuntimeError as exc:
-            raise ValueError(
+            raise RunStateMismatch(
                 f"{path} does not match the configured models (did the model parameters change since the run "
                 f"started?): {exc}"
             ) from exc
@@ -262,7 +263,7 @@ class AtariRun(TrainingRun):
                 n0 = self.replay_train.num_steps
                 remaining = self.cfg.run.total_env_steps - n0
                 if remaining < 0 or remaining % c.steps_per_epoch:
-                    raise ValueError(
+                    raise ConfigError(
                         f"run.total_env_steps ({self.cfg.run.total_env_steps}) minus the initial collection ({n0}) "
                         f"must be a non-negative multiple of collect.steps_per_epoch ({c.steps_per_epoch})"
                     )

@@ -87,7 +87,12 @@ class BaseRunPaths:
         return self.root / ".run_is_over"
 
 
-class ChangedModelParameters(UserError, ValueError):
+class RunStateMismatch(UserError, ValueError):
+    """A run folder's committed state does not fit the configured run (another kind of run, other actions,
+    models of other shapes): nothing is loaded or overwritten; the message names the file and the mismatch."""
+
+
+class ChangedModelParameters(RunStateMismatch):
     """A run resumed with model-shape parameters other than those it was trained with."""
 
 
