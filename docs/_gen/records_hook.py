@@ -15,7 +15,6 @@ the record and the path.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
