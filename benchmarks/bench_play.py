@@ -59,7 +59,7 @@ def play_record(args, rows: list[dict]):
              "rows": [[r["model"], r["size"], r["sampler"], r["upsampler"], r["steps_per_s"], r["cpu_s_per_step"]]
                       for r in rows]}
     config = {"device": args.device, "steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads()}
-    return maybe_record(args, "play", {"config": config, "rows": rows}, table=table,
+    return maybe_record(args, "play_speed", {"config": config, "rows": rows}, table=table,
                         title="World-model steps/s when playing")
 
 

@@ -132,7 +132,7 @@ def test_play_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             {"model": "csgo", "size": "quick", "sampler": "fast", "upsampler": True, "steps_per_s": 1.5,
              "cpu_s_per_step": None}]
     record = load_record(play.play_record(_args(tmp_path, device="cpu", steps=3, warmup=1), rows))
-    assert record["name"] == "play" and record["figures"]["rows"] == rows
+    assert record["name"] == "play_speed" and record["figures"]["rows"] == rows
     assert record["table"]["rows"][1] == ["csgo", "quick", "fast", True, 1.5, None]
     assert play.rate_text({"steps_per_s": 4.0, "cpu_s_per_step": 0.5}).split() == [
         "4.00", "steps/s", "(", "2.00", "per", "CPU", "second,", "0.50", "CPU", "s/step)"]
