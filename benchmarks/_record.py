@@ -11,7 +11,8 @@ this shape (``schema`` 1)::
      "figures": {...}}                                        # everything the benchmark measured
 
 Records worth keeping are committed under ``docs/evidence/records/``; the documentation's Evidence pages
-render their tables from them when the site is built (``docs/hooks/records.py``), so a new record
+render their tables, and the figures their prose quotes, from them when the site is built
+(``docs/_gen/records_hook.py``), so a new record
 replaces a figure without editing any prose. Figures measured before this harness existed were
 transcribed from the README into records whose ``written_by`` is ``"transcribed"`` and whose
 ``transcribed_from`` names the commit that published them.

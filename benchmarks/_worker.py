@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, Callable
 
+from _record import maybe_record
+
 ISA_ENV = {  # limits every kernel library to AVX2, the ISA of the machine the authors' figures come from
     "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
 }
@@ -216,6 +218,18 @@ def run_component(
     if no_tuning:
         cmd.append("--no-malloc-tuning")
     return run_json(cmd, isa, extra_env)
+
+
+def record_steps(args: argparse.Namespace, name: str, summary: list[tuple[str, str, dict]], *, title: str) -> Any:
+    """The record of a per-step timing run (shared with bench_actor_critic.py): one row per step and
+    malloc mode, every figure the worker measured kept under ``figures.steps``."""
+    keys = ("amp", "median_s", "times_s", "median_cpu_s", "peak_rss_gib", "minor_faults", "sys_s", "load", "malloc_tuned")
+    steps = [{"step": comp, "malloc": label, **{k: r.get(k) for k in keys}} for comp, label, r in summary]
+    config = {k: getattr(args, k, None) for k in ("device", "threads", "isa", "steps", "ac_steps", "warmup", "amp", "preload")}
+    table = {"columns": ["step", "malloc", "precision", "median s/step", "peak RSS GiB", "load before→after"],
+             "rows": [[s["step"], s["malloc"], "bf16" if s["amp"] else "fp32", s["median_s"], s["peak_rss_gib"],
+                       f"{s['load'][0]:.2f}→{s['load'][1]:.2f}"] for s in steps]}
+    return maybe_record(args, name, {"config": config, "steps": steps}, title=title, table=table)
 
 
 def run_json(cmd: list[str], isa: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:

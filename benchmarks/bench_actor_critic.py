@@ -22,7 +22,8 @@ import argparse
 import json
 import os
 
-from _worker import ISA_ENV, NUM_ACTIONS, add_amp_argument, autocast, measure, random_batch, resolve_worker_amp, run_component, setup
+from _record import add_record_argument
+from _worker import ISA_ENV, NUM_ACTIONS, add_amp_argument, autocast, measure, random_batch, record_steps, resolve_worker_amp, run_component, setup
 
 COMPONENTS = ["imagination_step", "ac_update"]
 
@@ -106,6 +107,7 @@ def main() -> None:
     add_amp_argument(p)
     p.add_argument("--count-flops", action="store_true", help="count each step's FLOPs (on the first warm-up call)")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    add_record_argument(p)
     args = p.parse_args()
 
     if args._worker:
@@ -118,6 +120,7 @@ def main() -> None:
         f"device={args.device} threads={args.threads} steps={args.steps} warmup={args.warmup} "
         f"envs=32 horizon=15 64x64 A={NUM_ACTIONS} preload={args.preload} isa={args.isa}"
     )
+    summary = []
     for comp in components:
         res = {}
         for no_tuning in modes:
@@ -132,8 +135,10 @@ def main() -> None:
                 f"  load {r['load'][0]:.2f}->{r['load'][1]:.2f}"
             )
             print(line, flush=True)
+            summary.append((comp, label, r))
         if len(res) == 2:
             print(f"{comp:16s} glibc-default / tuned time ratio = {res[True]['median_s'] / res[False]['median_s']:.2f}x")
+    record_steps(args, "actor_critic", summary, title="Seconds per actor-critic step at the paper configuration")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _record import add_record_argument, maybe_record
 from diamond_kedro.envs.atari import make_atari_env
 from diamond_kedro.envs.collector import Collector
 from diamond_kedro.replay.store import ReplayStore
@@ -63,23 +64,38 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4000, help="agent steps per measurement")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--actor-critic", action="store_true", help="also time the collector with the paper-sized actor-critic")
+    add_record_argument(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
+    rows = []
     for n in (int(x) for x in args.envs.split(",")):
         modes = ["sync"] if n == 1 else ["sync", "async"]
         for mode in modes:
             sps = bench_env(args.game, n, args.steps, mode)
             print(f"env {args.game} num_envs={n:<3d} {mode:<5s}: {sps:8.0f} agent steps/s")
+            rows.append({"what": "env", "num_envs": n, "mode": mode, "policy": "random", "steps_per_s": sps})
 
     sps = bench_collector(args.game, args.steps, 100, None)
     print(f"collector (random policy, 100 steps/call, store writes): {sps:8.0f} steps/s")
+    rows.append({"what": "collector", "num_envs": 1, "mode": "sync", "policy": "random", "steps_per_s": sps})
     if args.actor_critic:
         from diamond_kedro.models.actor_critic import ActorCritic, ActorCriticConfig
 
         ac = ActorCritic(ActorCriticConfig(num_actions=make_atari_env(args.game).num_actions)).eval()
         sps = bench_collector(args.game, min(args.steps, 1000), 100, ac)
         print(f"collector (actor-critic policy on CPU, 100 steps/call):  {sps:8.0f} steps/s")
+        rows.append({"what": "collector", "num_envs": 1, "mode": "sync", "policy": "actor-critic", "steps_per_s": sps})
+    env_record(args, rows)
+
+
+def env_record(args: argparse.Namespace, rows: list[dict]):
+    """The record of one run (``--record DIR``): agent steps/s per env setting and of the collector."""
+    table = {"columns": ["what", "sub-envs", "mode", "policy", "agent steps/s"],
+             "rows": [[r["what"], r["num_envs"], r["mode"], r["policy"], r["steps_per_s"]] for r in rows]}
+    config = {"game": args.game, "steps": args.steps, "threads": args.threads}
+    return maybe_record(args, "env", {"config": config, "rows": rows}, table=table,
+                        title=f"Real-env throughput ({args.game})")
 
 
 if __name__ == "__main__":

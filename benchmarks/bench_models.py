@@ -20,7 +20,8 @@ import argparse
 import json
 import os
 
-from _worker import ISA_ENV, NUM_ACTIONS, add_amp_argument, autocast, measure, random_batch, resolve_worker_amp, run_component, setup
+from _record import add_record_argument
+from _worker import ISA_ENV, NUM_ACTIONS, add_amp_argument, autocast, measure, random_batch, record_steps, resolve_worker_amp, run_component, setup
 
 COMPONENTS = ["denoiser_train", "denoiser_sample", "rew_end_train", "wm_env_step"]
 AC_COMPONENTS = ["imagination_step", "ac_update"]  # from bench_actor_critic.py
@@ -129,6 +130,7 @@ def main() -> None:
     add_amp_argument(p)
     p.add_argument("--count-flops", action="store_true", help="count each step's FLOPs (on the first warm-up call)")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    add_record_argument(p)
     args = p.parse_args()
 
     if args._worker:
@@ -165,6 +167,7 @@ def main() -> None:
     print("\nstep              malloc          ours (s)  load")
     for comp, label, r in summary:
         print(f"{comp:17s} {label:14s} {r['median_s']:9.2f}  {r['load'][0]:.2f}->{r['load'][1]:.2f}")
+    record_steps(args, "models", summary, title="Seconds per model step at the paper configuration")
 
 
 def _cpu_name() -> str:

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from _record import add_record_argument, maybe_record
 from diamond_kedro.csgo.config import CsgoConfig, parse_csgo_config
 from diamond_kedro.models.agent import Agent, AgentConfig
 from diamond_kedro.models.diffusion_sampler import DiffusionSamplerConfig
@@ -29,7 +30,7 @@ from diamond_kedro.builders import build_models
 from diamond_kedro.utils.device import resolve_device
 
 
-def timed(step, steps: int, warmup: int, device: torch.device) -> str:
+def timed(step, steps: int, warmup: int, device: torch.device) -> dict[str, float | None]:
     """Wall-clock steps/s, and on CPU also steps per second of this process's CPU time: on a shared
     machine the second is what an idle machine would give with one thread (``--threads 1``)."""
     for _ in range(warmup):
@@ -42,21 +43,39 @@ def timed(step, steps: int, warmup: int, device: torch.device) -> str:
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    text = f"{steps / wall:7.2f} steps/s"
-    if device.type == "cpu":
-        text += f"  ({steps / cpu:6.2f} per CPU second, {cpu / steps:6.2f} CPU s/step)"
+    return {"steps_per_s": steps / wall, "cpu_s_per_step": cpu / steps if device.type == "cpu" else None}
+
+
+def rate_text(rate: dict[str, float | None]) -> str:
+    text = f"{rate['steps_per_s']:7.2f} steps/s"
+    if rate["cpu_s_per_step"] is not None:
+        text += f"  ({1 / rate['cpu_s_per_step']:6.2f} per CPU second, {rate['cpu_s_per_step']:6.2f} CPU s/step)"
     return text
 
 
-def bench_atari(device: torch.device, steps: int, warmup: int) -> None:
+def play_record(args, rows: list[dict]):
+    """The record of one run: a row per model and sampler setting (``--record DIR``)."""
+    table = {"columns": ["model", "size", "sampler", "upsampler", "steps/s", "CPU s/step"],
+             "rows": [[r["model"], r["size"], r["sampler"], r["upsampler"], r["steps_per_s"], r["cpu_s_per_step"]]
+                      for r in rows]}
+    config = {"device": args.device, "steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads()}
+    return maybe_record(args, "play_speed", {"config": config, "rows": rows}, table=table,
+                        title="World-model steps/s when playing")
+
+
+def bench_atari(device: torch.device, steps: int, warmup: int) -> list[dict]:
     torch.manual_seed(0)
     src = AtariSource(Agent(AgentConfig(num_actions=4)), "Breakout", "paper-size agent, random weights")
+    rows = []
     for n, order in ((3, 1), (1, 1), (3, 2)):
         play = AtariPlay(src, device=device, sampler=DiffusionSamplerConfig(num_steps_denoising=n, order=order),
                          contexts="env", policy="agent", horizon=10_000)
         rate = timed(play.step, steps, warmup, device)
         play.close()
-        print(f"atari  paper size  {n} {'Euler' if order == 1 else 'Heun '} steps  {rate}", flush=True)
+        sampler = f"{n} {'Euler' if order == 1 else 'Heun '} steps"
+        print(f"atari  paper size  {sampler}  {rate_text(rate)}", flush=True)
+        rows.append({"model": "atari", "size": "paper", "sampler": sampler.replace("  ", " "), "upsampler": None, **rate})
+    return rows
 
 
 def csgo_config(size: str) -> CsgoConfig:
@@ -70,7 +89,8 @@ def csgo_config(size: str) -> CsgoConfig:
     return parse_csgo_config(yaml.safe_load(conf.read_text())["csgo"])
 
 
-def bench_csgo(device: torch.device, steps: int, warmup: int, sizes: list[str], presets: list[str]) -> None:
+def bench_csgo(device: torch.device, steps: int, warmup: int, sizes: list[str], presets: list[str]) -> list[dict]:
+    rows = []
     for size in sizes:
         torch.manual_seed(0)
         models = build_models(csgo_config(size))
@@ -82,7 +102,10 @@ def bench_csgo(device: torch.device, steps: int, warmup: int, sizes: list[str], 
             for upsample in (True, False):
                 play = CsgoPlay(src, [ctx], device=device, preset=preset, upsample=upsample)
                 rate = timed(lambda: play.step(action), steps, warmup, device)
-                print(f"csgo   {size:5s} size  {preset:14s} upsampler {'on ' if upsample else 'off'}  {rate}", flush=True)
+                print(f"csgo   {size:5s} size  {preset:14s} upsampler {'on ' if upsample else 'off'}  {rate_text(rate)}",
+                      flush=True)
+                rows.append({"model": "csgo", "size": size, "sampler": preset, "upsampler": upsample, **rate})
+    return rows
 
 
 def main() -> None:
@@ -94,15 +117,18 @@ def main() -> None:
     p.add_argument("--sizes", default="quick,paper", help="CS:GO model sizes: quick, paper (comma-separated)")
     p.add_argument("--presets", default="fast,higher_quality", help="CS:GO sampler presets (comma-separated)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    add_record_argument(p)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(f"device {device}, torch threads {torch.get_num_threads()}")
+    rows = []
     if args.only in (None, "atari"):
-        bench_atari(device, args.steps, args.warmup)
+        rows += bench_atari(device, args.steps, args.warmup)
     if args.only in (None, "csgo"):
-        bench_csgo(device, args.steps, args.warmup, args.sizes.split(","), args.presets.split(","))
+        rows += bench_csgo(device, args.steps, args.warmup, args.sizes.split(","), args.presets.split(","))
+    play_record(args, rows)
 
 
 if __name__ == "__main__":

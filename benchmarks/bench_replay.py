@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from _record import add_record_argument, maybe_record
 from diamond_kedro.replay.sampler import SegmentSampler
 from diamond_kedro.replay.store import EpisodeChunk, ReplayStore
 
@@ -94,8 +95,11 @@ def main() -> None:
     parser.add_argument("--baseline-steps", type=int, default=10_000,
                         help="steps held as float32 in RAM for the authors-style loader comparison")
     parser.add_argument("--no-fsync", action="store_true", help="skip fsync (atomic, not power-safe)")
+    add_record_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    fig: dict = {"config": {k: getattr(args, k) for k in ("steps", "chunk_steps", "device", "batches", "baseline_steps")}
+                 | {"fsync": not args.no_fsync}, "samplers": []}
     rng = np.random.default_rng(0)
     lengths = synthetic_lengths(args.steps, rng)
     frames = rng.integers(0, 256, (512, 64, 64, 3), dtype=np.uint8)  # reused pixels: write cost, not RNG cost
@@ -126,12 +130,15 @@ def main() -> None:
         mb = args.steps * 64 * 64 * 3 / 1e6
         print(f"store: {store.num_episodes} episodes, {store.num_steps} steps, {n_files} chunk files")
         print(f"write: {dt_write:.2f} s  ({args.steps / dt_write:,.0f} steps/s, {mb / dt_write:,.0f} MB/s of obs)")
+        fig.update(episodes=store.num_episodes, chunk_files=n_files, write_s=dt_write,
+                   write_steps_per_s=args.steps / dt_write, write_mb_per_s=mb / dt_write)
 
         del store
         t0 = time.perf_counter()
         store = ReplayStore(tmp)
         dt_open = time.perf_counter() - t0
         print(f"open (verify manifest against {n_files} files + map them): {dt_open:.2f} s")
+        fig["open_s"] = dt_open
         for s, padding in ((6, "left"), (19, "both")):
             sampler = SegmentSampler(store, 32, s, padding=padding, seed=0, device=args.device)
             for _ in range(20):
@@ -148,11 +155,15 @@ def main() -> None:
             med, mean = float(np.median(times)), float(np.mean(times))
             print(f"sampler B=32 S={s:2d} ({padding:4s}) on {args.device}: median {med * 1e3:.2f} ms/batch "
                   f"(mean {mean * 1e3:.2f}; {1 / med:,.0f} batches/s), obs {tuple(batch.obs.shape)}")
+            ref = None
             if args.baseline_steps > 0:
                 ref = authors_style_ms(store, args.baseline_steps, s, padding, args.batches)
                 print(f"   authors-style float32-in-RAM loader, same run: median {ref:.2f} ms/batch "
                       f"(ratio ours/theirs {med * 1e3 / ref:.2f})")
+            fig["samplers"].append({"seq_len": s, "padding": padding, "median_ms": med * 1e3, "mean_ms": mean * 1e3,
+                                    "authors_style_median_ms": ref})
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        fig["peak_rss_after_sampling_mib"] = peak
         print(f"peak RSS after sampling: {peak:,.0f} MiB (store obs on disk: {mb:,.0f} MB; "
               "touched mapped pages count here but are page cache, not private memory); " + rss_now())
         t0 = time.perf_counter()
@@ -165,7 +176,17 @@ def main() -> None:
               f"touch every 50th frame: {dt_touch:.2f} s (checksum {checksum % 997})")
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        fig.update(load_all_s=dt_load, touch_s=dt_touch, peak_rss_after_load_all_mib=peak)
         print(f"peak RSS after load_all (multi-chunk episodes are concatenated copies): {peak:,.0f} MiB; " + rss_now())
+    replay_record(args, fig)
+
+
+def replay_record(args: argparse.Namespace, fig: dict):
+    """The record of one run (``--record DIR``): a row per sampler setting, every figure kept."""
+    table = {"columns": ["batch", "segment", "padding", "median ms/batch", "authors-style ms/batch"],
+             "rows": [[32, s["seq_len"], s["padding"], s["median_ms"], s["authors_style_median_ms"]]
+                      for s in fig["samplers"]]}
+    return maybe_record(args, "replay", fig, table=table, title="Replay store: write, open, sample, load")
 
 
 if __name__ == "__main__":

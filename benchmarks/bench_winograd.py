@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 
+from _record import add_record_argument, maybe_record
 from _worker import ISA_ENV, best_time
 
 B_T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
@@ -76,6 +77,7 @@ def main() -> None:
     p.add_argument("--isa", choices=["native", *ISA_ENV], default="native")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    add_record_argument(p)
     args = p.parse_args()
     if args.isa != "native" and not all(os.environ.get(k) == v for k, v in ISA_ENV[args.isa].items()):
         os.environ.update(ISA_ENV[args.isa])  # the kernel libraries read these at load: re-run in a fresh process
@@ -85,6 +87,18 @@ def main() -> None:
     print(f"  oneDNN direct         {1e3 * r['direct_s']:7.1f} ms  ({r['direct_gflops']:.0f} GFLOP/s)")
     print(f"  Winograd F(2×2,3×3)   {1e3 * r['winograd_s']:7.1f} ms  ({r['winograd_s'] / r['direct_s']:.1f}× the direct time; "
           f"max |error| {r['max_abs_err']:.1e} on outputs up to {r['ref_max_abs']:.1f})")
+    winograd_record(args, r)
+
+
+def winograd_record(args: argparse.Namespace, r: dict):
+    """The record of one comparison (``--record DIR``): both times, the direct GFLOP/s, the error."""
+    table = {"columns": ["kernel", "ms", "GFLOP/s", "× direct time"],
+             "rows": [["oneDNN direct", 1e3 * r["direct_s"], r["direct_gflops"], 1.0],
+                      ["Winograd F(2×2,3×3)", 1e3 * r["winograd_s"], r["direct_gflops"] * r["direct_s"] / r["winograd_s"],
+                       r["winograd_s"] / r["direct_s"]]]}
+    figures = {"config": {"isa": args.isa, "threads": args.threads, "repeats": args.repeats}, **r}
+    return maybe_record(args, "winograd", figures, table=table,
+                        title="3×3 convolution 64→64 on 32×64×64: oneDNN direct vs Winograd")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def write_index() -> None:
         f.write("# Result records\n\n*Generated at build time from `docs/evidence/records/*.json`.* Every table "
                 "on the Evidence pages is rendered from one of these. `written_by: harness` records were written "
                 "by a benchmark's `--record DIR`; `transcribed` ones hold figures measured before the harness "
-                "wrote records, copied from the README at the commit named.\n\n")
+                "wrote records, copied from the README or the page at the commit named.\n\n")
         f.write("| record | title | written by | date | CPU | from |\n|---|---|---|---|---|---|\n")
         for path in sorted(RECORDS.glob("*.json")):
             r = load_record(path)

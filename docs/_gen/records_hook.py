@@ -5,11 +5,16 @@ A page writes ``<!-- record: NAME -->`` where a table belongs; the hook replaces
 date, commit — or the commit they were transcribed from). A new record for NAME (``--record`` on the
 benchmark, then commit the JSON) replaces the figures without editing the page. A missing or malformed
 record fails the build, naming the page and the record.
+
+A figure in prose is written ``<!-- value: NAME:path.to.figure -->`` (optionally ``|FORMAT``, a Python format
+spec applied to each number, e.g. ``<!-- value: learning_wm:figures.gap_db|+.2f -->``): the path walks the
+record's keys (and list indices) from its top; the hook puts the value there as a link to the record, so the
+prose carries no hand-typed measurement. A missing record, key or index fails the build, naming the page,
+the record and the path.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -21,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _record import load_record  # noqa: E402  (benchmarks/ is not a package)
 
 MARKER = re.compile(r"<!--\s*record:\s*([A-Za-z0-9_.-]+)\s*-->")
+VALUE = re.compile(r"<!--\s*value:\s*([A-Za-z0-9_.-]+):([^\s|]+?)\s*(?:\|\s*([^\s]+?)\s*)?-->")
 
 
 def records_dir(config: Any) -> Path:
@@ -75,21 +81,61 @@ def render(record: dict[str, Any], link: str) -> str:
     return "\n".join(lines) + "\n\n" + provenance_line(record, link) + "\n"
 
 
+def lookup(record: dict[str, Any], dotted: str) -> Any:
+    """The value at ``a.b.0.c`` in a record: dict keys, and integer indices into lists."""
+    value: Any = record
+    for i, key in enumerate(dotted.split(".")):
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
+            value = value[int(key)]
+        else:
+            where = ".".join(dotted.split(".")[:i]) or "the record"
+            raise KeyError(f"no '{key}' in {where}")
+    return value
+
+
+def format_value(value: Any, spec: str | None) -> str:
+    """One figure as prose shows it: numbers through the format spec (else as stored), lists joined."""
+    if isinstance(value, list):
+        return ", ".join(format_value(v, spec) for v in value)
+    if isinstance(value, dict):
+        raise TypeError("a value marker must name one figure (or a list of them), not a group")
+    if spec and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec).replace("-", "−")  # a typographic minus, as the prose writes it
+    return str(value)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     directory = records_dir(config)
     page_dir = Path(page.file.src_uri).parent
+    cache: dict[str, dict[str, Any]] = {}
 
-    def replace(match: re.Match) -> str:
-        name = match.group(1)
-        path = directory / f"{name}.json"
-        if not path.exists():
-            raise PluginError(f"{page.file.src_uri}: no record '{name}' ({path} is missing)")
-        try:
-            record = load_record(path)
-        except ValueError as e:
-            raise PluginError(f"{page.file.src_uri}: {e}") from None
+    def load(name: str) -> tuple[dict[str, Any], str]:
+        if name not in cache:
+            path = directory / f"{name}.json"
+            if not path.exists():
+                raise PluginError(f"{page.file.src_uri}: no record '{name}' ({path} is missing)")
+            try:
+                cache[name] = load_record(path)
+            except ValueError as e:
+                raise PluginError(f"{page.file.src_uri}: {e}") from None
         rel = Path("evidence/records") / f"{name}.json"
         link = Path(*[".."] * len(page_dir.parts), rel).as_posix() if page_dir.parts else rel.as_posix()
+        return cache[name], link
+
+    def replace(match: re.Match) -> str:
+        record, link = load(match.group(1))
         return render(record, link)
 
-    return MARKER.sub(replace, markdown)
+    def replace_value(match: re.Match) -> str:
+        name, dotted, spec = match.groups()
+        record, link = load(name)
+        try:
+            text = format_value(lookup(record, dotted), spec)
+        except (KeyError, TypeError, ValueError) as e:
+            msg = e.args[0] if e.args else e
+            raise PluginError(f"{page.file.src_uri}: record '{name}' has no figure '{dotted}' ({msg})") from None
+        return f'[{text}]({link} "record {name}: {dotted}")'
+
+    return VALUE.sub(replace_value, MARKER.sub(replace, markdown))
