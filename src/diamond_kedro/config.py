@@ -35,13 +35,27 @@ def check_run_name(v: str) -> str:
     (no '/', '..' or whitespace, which would escape ``run.root``; no quote, which breaks MLflow's filters)."""
     if not _RUN_NAME.match(v) or ".." in v or len(v) > 100:
         raise ValueError(
-            f"must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' "
-            f"(it names the run's folder and MLflow run)"
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' "
+            "(it names the run's folder and MLflow run)"
         )
     return v
 
 
-class RunConfig(_Strict):
+class _RunChecks(_Strict):
+    """The checks every run section shares (Atari's ``run`` and the static family's): device and name."""
+
+    @field_validator("device", check_fields=False)
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v)
+
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_run_name(v)
+
+
+class RunConfig(_RunChecks):
     name: str = "default"
     root: str = "data/runs"
     seed: int = 0
@@ -54,16 +68,6 @@ class RunConfig(_Strict):
     num_final_epochs: int = Field(default=50, ge=0)
     save_agent_every: int = Field(default=5, gt=0)
     num_agents_to_keep: int = Field(default=11, gt=0)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        return check_device(v)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_run_name(v)
 
 
 class EnvConfig(_Strict):

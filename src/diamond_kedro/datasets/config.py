@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from diamond_kedro.config import DenoiserModelConfig, _short, _Strict, check_device, check_run_name
+from diamond_kedro.config import DenoiserModelConfig, _RunChecks, _short, _Strict
 from diamond_kedro.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class DatasetConfig(_Strict):
         return None if self.low_res_size is None else self.frame_size[0] // self.low_res_size[0]
 
 
-class StaticRunConfig(_Strict):
+class StaticRunConfig(_RunChecks):
     name: str = "default"  # the run lives in <root>/<dataset name>_<name>/ (CS:GO: csgo_<name>)
     root: str = "data/runs"
     seed: int = 0
@@ -147,16 +147,6 @@ class StaticRunConfig(_Strict):
             data["amp"] = bf16 = data.pop("bf16")
             _warn_bf16(repr(bf16))
         return data
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        return check_device(v)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return check_run_name(v)
 
 
 class StaticModelConfig(DenoiserModelConfig):
