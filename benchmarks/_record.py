@@ -28,24 +28,14 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from diamond_kedro.utils.machine import cpu_model
 
 SCHEMA = 1
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_DIR = ROOT / "docs" / "evidence" / "records"
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name as ``lscpu`` shows it (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _git(*args: str) -> str | None:
@@ -111,16 +101,13 @@ def check_table(table: dict[str, list], where: str) -> None:
 
 
 def write_record(directory: str | Path, record: dict[str, Any]) -> Path:
-    """Write ``<directory>/<name>.json`` atomically (temp file + rename) and return its path."""
+    """Write ``<directory>/<name>.json`` atomically (``utils.atomic``) and return its path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{record['name']}.json"
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(record, f, indent=1, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
+    from diamond_kedro.utils.atomic import atomic_write_text  # lazily: the docs hooks only read records
+
+    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
     return path
 
 

@@ -157,8 +157,9 @@ def run_epochs(run_session: Callable[[], Any]) -> Any:
             try:
                 result = run_session()
             except Exception as exc:
-                if epochs == 0 and isinstance(find_user_error(exc), RunIsOver):
-                    log.info("%s: nothing to do", one_line(find_user_error(exc)))
+                user_error = find_user_error(exc)
+                if epochs == 0 and isinstance(user_error, RunIsOver):
+                    log.info("%s: nothing to do", one_line(user_error))
                     return {}
                 raise
             epochs += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ def _to_data(state: dict[str, Any]) -> dict[str, Any]:
     """The old objects as data: the epoch report as a dict, each ALE emulator state as ale-py's own bytes."""
     report = state.get("report")
     if report is not None and is_dataclass(report):
-        state["report"] = asdict(report)
+        # the fields it has: a report pickled before a field existed lacks it (EpochReport(**d) defaults it)
+        state["report"] = {f.name: getattr(report, f.name) for f in fields(report) if hasattr(report, f.name)}
     env = (state.get("collector") or {}).get("env") or {}
     for sub in env.get("sub_envs") or []:
         blob = sub.get("ale_state") if isinstance(sub, dict) else None

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,14 @@ from kedro.framework.hooks import hook_impl
 
 from diamond_kedro.config import parse_config
 from diamond_kedro.distributed import env_rank
-from diamond_kedro.reporting import EpochReport, add_sink, mlflow_experiment_id, remove_sink
+from diamond_kedro.reporting import (  # noqa: F401  (store_lock, tracking_client: also this module's names)
+    EpochReport,
+    add_sink,
+    mlflow_experiment_id,
+    remove_sink,
+    store_lock,
+    tracking_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,41 +37,6 @@ RUN_KEY_TAG = "diamond.run_key"
 # Registered model names: diamond-<Game> (Atari agents), diamond-csgo (CS:GO world models).
 MODEL_NAME_PREFIX = "diamond-"
 _CONFIG_SECTIONS = ("env.", "denoiser.", "rew_end_model.", "actor_critic.", "upsampler.")
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI (relative or absolute), else None."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
-        return None
-    path = uri[len(prefix) :].split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
-
-
-@contextmanager
-def store_lock(uri: str) -> Iterator[None]:
-    """Held while a process creates a SQLite store's schema or an experiment: two ``kedro run`` s starting
-    on a fresh ``mlflow.db`` would otherwise both run MLflow's migrations ("duplicate column name") or
-    both create the experiment. A lock file next to the database (``mlflow.db.lock``); other stores
-    (servers) serialise this themselves."""
-    db = sqlite_file(uri)
-    if db is None:
-        yield
-        return
-    from filelock import FileLock
-
-    with FileLock(f"{db}.lock"):
-        yield
-
-
-def tracking_client(uri: str) -> Any:
-    """An ``MlflowClient`` on ``uri`` whose store exists (created, or migrated, by one process at a time)."""
-    from mlflow import MlflowClient
-
-    with store_lock(uri):  # making the client opens the store (MLflow creates or upgrades its schema then)
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)  # (and should a later MLflow open it lazily: here)
-    return client
 
 
 def registered_model_name(report: EpochReport) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -40,6 +41,41 @@ def emit(report: "EpochReport") -> None:
 MLFLOW_EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (relative or absolute), else None."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    path = uri[len(prefix) :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Held while a process creates a SQLite store's schema or an experiment: two ``kedro run`` s starting
+    on a fresh ``mlflow.db`` would otherwise both run MLflow's migrations ("duplicate column name") or
+    both create the experiment. A lock file next to the database (``mlflow.db.lock``); other stores
+    (servers) serialise this themselves."""
+    db = sqlite_file(uri)
+    if db is None:
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{db}.lock"):
+        yield
+
+
+def tracking_client(uri: str) -> Any:
+    """An ``MlflowClient`` on ``uri`` whose store exists (created, or migrated, by one process at a time)."""
+    from mlflow import MlflowClient
+
+    with store_lock(uri):  # making the client opens the store (MLflow creates or upgrades its schema then)
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # (and should a later MLflow open it lazily: here)
+    return client
+
+
 def mlflow_experiment_id(client: Any, name: str, artifact_location: str | None = None) -> str:
     """The id of MLflow experiment ``name`` (``client``: an ``MlflowClient``), created with
     :data:`MLFLOW_EXPERIMENT_TAGS` if missing; an existing experiment without the tag gets it (one a user
@@ -58,6 +94,15 @@ def mlflow_experiment_id(client: Any, name: str, artifact_location: str | None =
         if key not in tags:
             client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
+
+
+def tracked_experiment(uri: str, name: str, artifact_location: str | None = None) -> tuple[Any, str]:
+    """(client, experiment id) of experiment ``name`` on the store ``uri``, the store and the experiment
+    created by one process at a time (``store_lock``): what the report, the sweep and ``play --log-mlflow``
+    open before they log."""
+    client = tracking_client(uri)
+    with store_lock(uri):
+        return client, mlflow_experiment_id(client, name, artifact_location)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
@@ -117,7 +162,7 @@ class EpochReport:
         done = run.data.tags.get(LOGGED_EPOCH_TAG)
         if done is not None and done.isdigit() and int(done) >= self.epoch:
             return
-        stamp = getattr(self, "timestamp_ms", None) or int(time.time() * 1000)  # older pickled reports: now
+        stamp = self.timestamp_ms
         metrics = [Metric(k, v, stamp, self.epoch) for k, v in self.finite_metrics().items()]
         for i in range(0, len(metrics), 500):  # MLflow caps a batch at 1000 entries
             batch = metrics[i : i + 500]
@@ -128,7 +173,7 @@ class EpochReport:
         for folder, path in self.artifacts:
             if Path(path).exists():
                 client.log_artifact(run_id, str(path), artifact_path=folder)
-        for key, value in getattr(self, "tags", {}).items():  # reports pickled before tags existed have none
+        for key, value in self.tags.items():
             client.set_tag(run_id, key, value)
         client.set_tag(run_id, LOGGED_EPOCH_TAG, str(self.epoch))
 

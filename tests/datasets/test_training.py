@@ -12,7 +12,7 @@ import torch
 
 from diamond_kedro.csgo.config import parse_csgo_config
 from diamond_kedro.csgo.ingest import ingest
-from diamond_kedro.datasets.config import parse_static_config
+from diamond_kedro.datasets.config import StaticWorldModelConfig, parse_static_config
 from diamond_kedro.datasets.ingest import ingest_dataset
 from diamond_kedro.training.csgo_run import CsgoRun, StaticWorldModelRun
 from tests.csgo.synthetic import make_tar, write_hdf5
@@ -41,17 +41,23 @@ def test_every_profile_is_valid(env: str) -> None:
     parse_csgo_config(profile_parameters(env)["csgo"])
 
 
-def one_epoch(run: CsgoRun) -> dict[str, float]:
-    return dict(run.run_epoch().metrics)
-
-
-def test_video_discrete_without_upsampler(tmp_path: Path) -> None:
+def ingest_two_videos(tmp_path: Path) -> StaticWorldModelConfig:
+    """Two short videos with 4 discrete actions (one a test episode), ingested; their static config."""
     raw = tmp_path / "raw"
     for v, n in ((0, 12), (1, 10)):
         write_video(raw / f"clip{v}.mp4", v, n)
         pd.DataFrame({"action": [(i + v) % 4 for i in range(n)]}).to_csv(raw / f"clip{v}.csv", index=False)
     cfg = parse_static_config(static_params(tmp_path, {"name": "vid", "path": str(raw), "test_fraction": 0.5}))
     ingest_dataset(cfg.dataset, progress=False)
+    return cfg
+
+
+def one_epoch(run: CsgoRun) -> dict[str, float]:
+    return dict(run.run_epoch().metrics)
+
+
+def test_video_discrete_without_upsampler(tmp_path: Path) -> None:
+    cfg = ingest_two_videos(tmp_path)
     run = StaticWorldModelRun.open(cfg)
     assert run.key == "vid_ci" and run.model_names == ("denoiser",)
     assert run.models["denoiser"].inner_model.act_emb[0].weight.shape[0] == 4  # 4 action ids, one row each
@@ -150,12 +156,7 @@ def test_static_run_honours_run_amp_and_run_compile(tmp_path: Path, monkeypatch,
 def test_a_run_saved_with_run_bf16_resumes_without_a_changed_parameter(tmp_path: Path) -> None:
     from diamond_kedro.utils.state_file import save_state_file
 
-    raw = tmp_path / "raw"
-    for v, n in ((0, 12), (1, 10)):
-        write_video(raw / f"clip{v}.mp4", v, n)
-        pd.DataFrame({"action": [(i + v) % 4 for i in range(n)]}).to_csv(raw / f"clip{v}.csv", index=False)
-    cfg = parse_static_config(static_params(tmp_path, {"name": "vid", "path": str(raw), "test_fraction": 0.5}))
-    ingest_dataset(cfg.dataset, progress=False)
+    cfg = ingest_two_videos(tmp_path)
     run = StaticWorldModelRun.open(cfg)
     run.run_epoch()
     run.close()

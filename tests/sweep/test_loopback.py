@@ -31,8 +31,8 @@ SCRIPT = textwrap.dedent('''
             for c in p.net_connections(kind="inet"):
                 if c.status == psutil.CONN_LISTEN:
                     found.append([p.pid, p.name(), c.laddr.ip, c.laddr.port])
-        except psutil.Error:
-            pass
+        except psutil.NoSuchProcess:  # exited between the listing and the read: it listens on nothing
+            continue
     ray.shutdown()
     print("LISTENING " + json.dumps({"sockets": found, "worker": worker}))
 ''')

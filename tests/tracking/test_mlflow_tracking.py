@@ -51,24 +51,24 @@ def test_processes_creating_a_fresh_store_at_once_all_succeed(tmp_path: Path) ->
     from mlflow import MlflowClient
 
     ctx = mp.get_context("spawn")
-    for attempt in range(1):  # a fresh store (before the lock, the race lost two of the three processes)
-        uri = f"sqlite:///{tmp_path / f'mlflow{attempt}.db'}"
-        start, errors = ctx.Barrier(3), ctx.Queue()
-        procs = [ctx.Process(target=_first_epoch, args=(uri, str(tmp_path), f"Breakout_seed{i}_x", start, errors))
-                 for i in range(3)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(300)
-        lost = []
-        while not errors.empty():
-            lost.append(errors.get())
-        assert not lost and all(p.exitcode == 0 for p in procs), lost
-        client = MlflowClient(tracking_uri=uri)
-        (exp,) = [e for e in client.search_experiments() if e.name == "diamond-atari"]
-        runs = client.search_runs([exp.experiment_id])
-        assert sorted(r.info.run_name for r in runs) == [f"Breakout_seed{i}_x" for i in range(3)]
-        assert all(r.data.metrics == {"loss": 1.0} for r in runs)
+    # a fresh store, three processes at once (before the lock, the race lost two of the three)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    start, errors = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_first_epoch, args=(uri, str(tmp_path), f"Breakout_seed{i}_x", start, errors))
+             for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    lost = []
+    while not errors.empty():
+        lost.append(errors.get())
+    assert not lost and all(p.exitcode == 0 for p in procs), lost
+    client = MlflowClient(tracking_uri=uri)
+    (exp,) = [e for e in client.search_experiments() if e.name == "diamond-atari"]
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"Breakout_seed{i}_x" for i in range(3)]
+    assert all(r.data.metrics == {"loss": 1.0} for r in runs)
 
 
 class _Crash(Exception):

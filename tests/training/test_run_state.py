@@ -233,3 +233,16 @@ def test_resume_with_changed_parameters_names_them_and_refuses_model_shapes(
     msg = str(err.value)
     assert "\n" not in msg and "actor_critic.model.lstm_dim (16 -> 32)" in msg and str(state) in msg
     assert state.read_bytes() == before
+
+
+def test_a_run_that_cannot_open_gives_its_folder_back(one_epoch: Path, tmp_path: Path) -> None:
+    """A state that does not fit (here: not readable) fails ``open`` with its one-line error, and the folder's
+    lock is released at once -- not when the failed run object is garbage-collected, which the exception's
+    traceback (kept by a notebook or, here, by pytest) would delay."""
+    from diamond_kedro.utils.run_lock import is_locked
+
+    root = _copy(one_epoch, tmp_path)
+    (root / KEY / "checkpoints" / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(StateFileError, match="cannot read run state") as err:
+        AtariRun.open(parse_config(_params(root)))
+    assert err.value is not None and not is_locked(root / KEY)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from diamond_kedro.config import DenoiserModelConfig, _RunChecks, _short, _Strict
+from diamond_kedro.config import DenoiserModelConfig, SigmaDistributionConfig, _RunChecks, _short, _Strict
 from diamond_kedro.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -164,11 +164,10 @@ class StaticDenoiserModelConfig(StaticModelConfig):
     noise_previous_obs: bool = True  # spec §7.3: noise-augment the 4 conditioning frames
 
 
-class StaticSigmaDistributionConfig(_Strict):
+class StaticSigmaDistributionConfig(SigmaDistributionConfig):
+    """The Atari training-noise distribution (same fields and checks) with the CS:GO models' centre."""
+
     loc: float = -1.2  # spec §7.3 (Atari: -0.4)
-    scale: float = Field(default=1.2, gt=0)
-    sigma_min: float = Field(default=0.002, gt=0)
-    sigma_max: float = Field(default=20.0, gt=0)
 
 
 class StaticTrainingConfig(_Strict):

@@ -337,13 +337,10 @@ def log_report(
 ) -> str:
     """Log the report's metrics and files as a new MLflow run ``run_name`` tagged ``diamond.report``
     (never mistaken for a training run). Returns the MLflow run id."""
-    from mlflow.tracking import MlflowClient
+    from diamond_kedro.reporting import tracked_experiment
 
-    from diamond_kedro.reporting import mlflow_experiment_id
-
-    client = MlflowClient(tracking_uri=tracking_uri)
     location = Path(artifact_location).resolve().as_uri() if artifact_location else None
-    experiment_id = mlflow_experiment_id(client, experiment_name, location)
+    client, experiment_id = tracked_experiment(tracking_uri, experiment_name, location)
     run = client.create_run(experiment_id, run_name=run_name, tags={REPORT_TAG: "true"})
     run_id = run.info.run_id
     try:

@@ -23,9 +23,7 @@ def open_run(parameters: dict[str, Any], game: str | None = None) -> AtariRun:
     ``game`` (set by the namespaced per-game copies of the pipeline) replaces ``env.game``."""
     if game is not None:
         parameters = {**parameters, "env": {**parameters.get("env", {}), "game": game}}
-    run = AtariRun.open(parse_config(parameters))
-    run.begin_epoch()
-    return run
+    return AtariRun.open_epoch(parse_config(parameters))
 
 
 def commit_run(run: AtariRun) -> EpochReport:

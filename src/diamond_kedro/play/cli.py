@@ -246,12 +246,9 @@ def _mlflow_experiment(experiment: str) -> tuple[Any, str]:
 
     uri = tracking_uri()
     try:
-        from mlflow import MlflowClient
+        from diamond_kedro.reporting import tracked_experiment
 
-        from diamond_kedro.reporting import mlflow_experiment_id
-
-        client = MlflowClient(tracking_uri=uri)
-        return client, mlflow_experiment_id(client, experiment)
+        return tracked_experiment(uri, experiment)
     except Exception as exc:  # mlflow, sqlalchemy, OSError...: whatever the store raises, one line
         raise _mlflow_failure(uri, exc) from None
 
@@ -317,6 +314,7 @@ def run_atari(args: argparse.Namespace) -> dict[str, Any]:
 def run_csgo(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from diamond_kedro.builders import CSGO_ACTION
     from diamond_kedro.play.csgo import CsgoPlay, dataset_contexts, spawn_contexts
     from diamond_kedro.play.display import Screen
     from diamond_kedro.play.loading import load_csgo_source
@@ -325,7 +323,7 @@ def run_csgo(args: argparse.Namespace) -> dict[str, Any]:
     device = _device(args.device)
     src = load_csgo_source(run=args.run, checkpoint=args.checkpoint)
     L = src.denoiser.num_steps_conditioning
-    if src.action is not None and src.action.to_dict() != {"kind": "multi_hot", "dim": 51}:
+    if src.action is not None and src.action.to_dict() != CSGO_ACTION.to_dict():
         other = f"{src.action.kind} actions of width {src.action.dim}"
         if args.keys:
             raise PlayError(f"--keys scripts CS:GO actions; {args.run} has {other}: use --policy replay or random")

@@ -39,16 +39,12 @@ def _check_array(name: str, value: Any, dtype: np.dtype | tuple[np.dtype, ...], 
     return value
 
 
-@dataclass
-class _Steps:
-    """T consecutive steps (numpy, spec §0.2 indexing): obs[t] is the frame on which act[t] was taken;
-    rew/end/trunc[t] are its consequences."""
+class _StepViews:
+    """What every holder of one episode's step arrays (``obs``, ``end``, ``trunc``) derives from them."""
 
-    obs: np.ndarray  # uint8 (T, H, W, C)
-    act: np.ndarray  # int64 (T,)  or  float32/uint8 (T, A) multi-hot
-    rew: np.ndarray  # float32 (T,)
-    end: np.ndarray  # uint8 (T,)
-    trunc: np.ndarray  # uint8 (T,)
+    obs: np.ndarray
+    end: np.ndarray
+    trunc: np.ndarray
 
     @property
     def length(self) -> int:
@@ -58,6 +54,18 @@ class _Steps:
     def dead(self) -> bool:
         """Whether the last step ends the episode (end OR trunc)."""
         return bool(self.end[-1] or self.trunc[-1])
+
+
+@dataclass
+class _Steps(_StepViews):
+    """T consecutive steps (numpy, spec §0.2 indexing): obs[t] is the frame on which act[t] was taken;
+    rew/end/trunc[t] are its consequences."""
+
+    obs: np.ndarray  # uint8 (T, H, W, C)
+    act: np.ndarray  # int64 (T,)  or  float32/uint8 (T, A) multi-hot
+    rew: np.ndarray  # float32 (T,)
+    end: np.ndarray  # uint8 (T,)
+    trunc: np.ndarray  # uint8 (T,)
 
 
 @dataclass
@@ -126,7 +134,7 @@ class Episode(_Steps):
 
 
 @dataclass
-class MappedChunk:
+class MappedChunk(_StepViews):
     """One mapped chunk file: its manifest record plus the zero-copy arrays."""
 
     episode_id: int
@@ -149,14 +157,6 @@ class MappedChunk:
         self.rew_counts = (int((sign < 0).sum()), int((sign == 0).sum()), int((sign > 0).sum()))
         self.end_count = int(self.end.sum())
         self.ret = float(self.rew.sum(dtype=np.float64))
-
-    @property
-    def length(self) -> int:
-        return int(self.obs.shape[0])
-
-    @property
-    def dead(self) -> bool:
-        return bool(self.end[-1] or self.trunc[-1])
 
     def record(self) -> dict[str, Any]:
         return {

@@ -224,16 +224,13 @@ def prepare_mlflow(sweep: Sweep) -> None:
     would otherwise race to create the SQLite schema ("duplicate column") or the experiment."""
     if os.environ.get("DIAMOND_MLFLOW", "").lower() in {"0", "false", "off"} or not sweep.tracking_uri:
         return
-    from diamond_kedro.hooks import store_lock, tracking_client
-    from diamond_kedro.reporting import mlflow_experiment_id
+    from diamond_kedro.reporting import tracked_experiment
 
-    client = tracking_client(sweep.tracking_uri)  # under the store's lock: a `kedro run` may be creating it too
     location = sweep.artifact_location
     if location:  # as the MLflow hook does, relative to the project
         path = Path(location)
         location = (path if path.is_absolute() else Path(sweep.project) / path).resolve().as_uri()
-    with store_lock(sweep.tracking_uri):
-        mlflow_experiment_id(client, sweep.experiment_name, location)
+    tracked_experiment(sweep.tracking_uri, sweep.experiment_name, location)  # a `kedro run` may be creating it too
 
 
 def run_sweep(sweep: Sweep, args: argparse.Namespace) -> int:

@@ -156,7 +156,11 @@ class MetricAccumulator:
                 for name, cm in v.items():
                     self.confusion[name] = self.confusion.get(name, 0) + cm.detach()
             elif "_class_" not in k:
-                v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+                # summed on the device, read once in ``result``; float64 where the device has it (not MPS)
+                if isinstance(v, torch.Tensor):
+                    v = v.detach().to(torch.float32 if v.device.type == "mps" else torch.float64)
+                else:
+                    v = float(v)
                 self.sums[k] = self.sums.get(k, 0.0) + v
 
     def result(self) -> dict[str, float]:
@@ -273,12 +277,28 @@ class TrainingRun(ABC):
         # under torchrun rank 0 opens first (it alone repairs and rolls back files), then the others read
         with distributed.setup(cfg.run.device).main_first():
             run = cls(cfg, root)
-            if run.paths.state.exists():
-                run._load_state()
-            elif run.dist.is_main:
-                run._start_fresh()
-            run._flush_unlogged_report()
+            try:
+                if run.paths.state.exists():
+                    run._load_state()
+                elif run.dist.is_main:
+                    run._start_fresh()
+                run._flush_unlogged_report()
+            except BaseException:  # a state that does not fit, a bad file...: give the folder back at once
+                run.close()
+                raise
         run.dist.decorrelate_rng()
+        return run
+
+    @classmethod
+    def open_epoch(cls, cfg: Any, root: Path | None = None) -> Self:
+        """``open`` and ``begin_epoch``, as every pipeline's first node does; a run that cannot begin one (it
+        is over) gives its folder back before the error leaves."""
+        run = cls.open(cfg, root)
+        try:
+            run.begin_epoch()
+        except BaseException:
+            run.close()
+            raise
         return run
 
     def _start_fresh(self) -> None:

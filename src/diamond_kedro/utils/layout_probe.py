@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from diamond_kedro.utils.atomic import atomic_write_text
+from diamond_kedro.utils.machine import cpu_model  # noqa: F401  (also this module's: the cache key names the CPU)
 
 ISA_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
@@ -25,16 +25,6 @@ ISA_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTION
 def isa_limit() -> str:
     """The ISA limits set in the environment (they change which kernels run), '' when none."""
     return ",".join(f"{v}={os.environ[v]}" for v in ISA_VARS if os.environ.get(v))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cache_file() -> Path:

@@ -12,9 +12,7 @@ from diamond_kedro.training.csgo_run import CsgoRun
 
 def open_csgo_run(csgo: dict[str, Any]) -> CsgoRun:
     """Validate ``csgo``, load the committed state (or start the run) and begin an epoch."""
-    run = CsgoRun.open(parse_csgo_config(csgo))
-    run.begin_epoch()
-    return run
+    return CsgoRun.open_epoch(parse_csgo_config(csgo))
 
 
 def train_csgo_denoiser(run: CsgoRun) -> CsgoRun:

@@ -11,6 +11,4 @@ from diamond_kedro.training.csgo_run import StaticWorldModelRun
 
 def open_static_world_model_run(static_world_model: dict[str, Any]) -> StaticWorldModelRun:
     """Validate the parameters, load the committed state (or start the run) and begin an epoch."""
-    run = StaticWorldModelRun.open(parse_static_config(static_world_model))
-    run.begin_epoch()
-    return run
+    return StaticWorldModelRun.open_epoch(parse_static_config(static_world_model))
