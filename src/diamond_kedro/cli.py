@@ -121,7 +121,7 @@ def _log_traceback(exc: BaseException) -> None:
 
 
 WHOLE_RUN_PIPELINES = frozenset({"atari"})  # run epoch after epoch until the run is over
-EPOCH_REPORT = "epoch_metrics"  # the output of atari_epoch's commit_run node
+EPOCH_REPORT = "epoch_metrics"  # the output of atari_epoch's commit_epoch node
 log = logging.getLogger(__name__)
 
 

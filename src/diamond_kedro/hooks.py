@@ -22,6 +22,8 @@ from kedro.framework.hooks import hook_impl
 
 from diamond_kedro.config import parse_config
 from diamond_kedro.distributed import env_rank
+from diamond_kedro.io import run_session
+from diamond_kedro.io.run_session import PARAMS_OF_FAMILY, training_runs
 from diamond_kedro.reporting import (  # noqa: F401  (store_lock, tracking_client: also this module's names)
     EpochReport,
     add_sink,
@@ -85,25 +87,26 @@ def register_checkpoints(client: Any, run_id: str, report: EpochReport) -> list[
 
 
 CSGO_PARAMS = "params:csgo"
-CSGO_TRAIN_TAG = "csgo_train"  # diamond_kedro.pipelines.csgo.pipeline.TRAIN_TAG
 STATIC_PARAMS = "params:static_world_model"
-STATIC_TRAIN_TAG = "static_world_model_train"  # diamond_kedro.pipelines.static_world_model.pipeline.TRAIN_TAG
 
 
-def _uses_atari_parameters(pipeline: Any) -> bool:
-    return "parameters" in pipeline.inputs()
+def _families(pipeline: Any) -> set[str]:
+    """The kinds of run ``pipeline`` trains (from its nodes' tags: ``io.run_session``)."""
+    return {spec.family for spec in training_runs(pipeline)}
 
 
-def _uses_csgo_parameters(pipeline: Any) -> bool:
-    return CSGO_PARAMS in pipeline.inputs()
+def _validate(pipeline: Any, catalog: Any) -> None:
+    families = _families(pipeline)
+    if "atari" in families or "parameters" in pipeline.inputs():
+        parse_config(catalog.load("parameters"))
+    if "csgo" in families or CSGO_PARAMS in pipeline.inputs():
+        from diamond_kedro.csgo.config import parse_csgo_config
 
+        parse_csgo_config(catalog.load(CSGO_PARAMS))
+    if "static_world_model" in families or STATIC_PARAMS in pipeline.inputs():
+        from diamond_kedro.datasets.config import parse_static_config
 
-def _trains_csgo(pipeline: Any) -> bool:
-    return _uses_csgo_parameters(pipeline) and any(CSGO_TRAIN_TAG in n.tags for n in pipeline.nodes)
-
-
-def _trains_static(pipeline: Any) -> bool:
-    return STATIC_PARAMS in pipeline.inputs() and any(STATIC_TRAIN_TAG in n.tags for n in pipeline.nodes)
+        parse_static_config(catalog.load(STATIC_PARAMS))
 
 
 class ValidateParametersHook:
@@ -111,16 +114,35 @@ class ValidateParametersHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        if _uses_atari_parameters(pipeline):
-            parse_config(catalog.load("parameters"))
-        if _uses_csgo_parameters(pipeline):
-            from diamond_kedro.csgo.config import parse_csgo_config
+        _validate(pipeline, catalog)
 
-            parse_csgo_config(catalog.load(CSGO_PARAMS))
-        if STATIC_PARAMS in pipeline.inputs():
-            from diamond_kedro.datasets.config import parse_static_config
 
-            parse_static_config(catalog.load(STATIC_PARAMS))
+class RunSessionHook:
+    """The training runs of a session are resources (``io.run_session``): declared before the first node (from
+    the nodes' tags and namespaces), opened by the first dataset that needs one, closed after the last node or
+    on an error. Also binds the context's parameters, so that datasets outside a training session (a
+    notebook's ``catalog.load("replay_train")``) find the committed run folder."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        try:
+            run_session.bind_parameters(context.params)
+        except Exception:  # a broken parameter file fails the run later, with Kedro's own message
+            log.debug("parameters not bound", exc_info=True)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        specs = training_runs(pipeline)
+        if specs:
+            run_session.expect(specs, lambda family: catalog.load(PARAMS_OF_FAMILY[family]))
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        run_session.close_all()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        run_session.close_all()
 
 
 class MlflowTrackingHook:
@@ -160,9 +182,7 @@ class MlflowTrackingHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        if not self._enabled() or not (
-            _uses_atari_parameters(pipeline) or _trains_csgo(pipeline) or _trains_static(pipeline)
-        ):
+        if not self._enabled() or not _families(pipeline):
             return
         self._client = tracking_client(self.tracking_uri())
         self._run_ids = {}

@@ -1,7 +1,8 @@
 """Project pipelines, one per package under ``pipelines/`` (found by ``find_pipelines``):
 
 * Atari: ``collect``, ``train_denoiser``, ``train_rew_end_model``, ``train_actor_critic``, ``evaluate`` (each
-  standalone: open the run, do that phase, commit), ``atari_epoch`` (one epoch of Algorithm 1, the default),
+  standalone: that node of ``atari_epoch`` and its ``commit_epoch``), ``atari_epoch`` (one epoch of
+  Algorithm 1 over the run's named datasets, the default),
   ``atari`` (a whole run) and ``atari_games`` (one epoch of several games, by namespace);
 * static world models: ``csgo_ingest`` / ``csgo`` (the CS:GO dataset) and ``static_world_model_ingest`` /
   ``static_world_model`` (your own gameplay: videos + action tables, Minari, CS:GO-layout HDF5);

@@ -2,10 +2,12 @@
 
 from kedro.config import OmegaConfigLoader
 
-from diamond_kedro.hooks import MlflowTrackingHook, ValidateParametersHook
+from diamond_kedro.hooks import MlflowTrackingHook, RunSessionHook, ValidateParametersHook
 
-# Validation runs first (hooks run last-in-first-out), so a bad parameter fails before MLflow opens a run.
-HOOKS = (MlflowTrackingHook(), ValidateParametersHook())
+# Hooks run last-in-first-out: validation first (a bad parameter fails before MLflow opens a run), then
+# MLflow (its sink ready before a run is opened: opening may send a report a crash left unsent), then the
+# training runs' session (closed last after the pipeline).
+HOOKS = (RunSessionHook(), MlflowTrackingHook(), ValidateParametersHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

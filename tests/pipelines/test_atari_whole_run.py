@@ -33,7 +33,7 @@ def _signature(pipeline) -> list[tuple]:
 def test_atari_is_the_epoch_graph_without_a_looping_node() -> None:
     whole, epoch = atari.create_pipeline(), atari_epoch.create_pipeline()
     assert _signature(whole) == _signature(epoch)
-    assert [n.name for n in whole.nodes][0] == "open_run" and [n.name for n in whole.nodes][-1] == "commit_run"
+    assert [n.name for n in whole.nodes][0] == "collect" and [n.name for n in whole.nodes][-1] == "commit_epoch"
 
 
 def _sessions(reports: list[EpochReport | BaseException]):
@@ -73,7 +73,7 @@ def test_a_finished_run_is_nothing_to_do_and_an_error_mid_run_still_fails() -> N
     with pytest.raises(RuntimeError, match="node failed"):
         project_cli.run_epochs(callback)
     assert len(calls) == 2
-    # a partial run (e.g. --to-nodes: no commit_run among the nodes run, no report) is one session
+    # a partial run (e.g. --to-nodes: no commit_epoch among the nodes run, no report) is one session
     calls.clear()
     assert project_cli.run_epochs(lambda: calls.append(1) or {}) == {} and calls == [1]
 

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from diamond_kedro.hooks import MlflowTrackingHook
+from diamond_kedro.io.run_session import ATARI_TAG
 from diamond_kedro.reporting import EpochReport
 
 PARAMS = {"env.game": "Breakout", "run.seed": 0, "denoiser.model.channels": [8, 8], "world_model_env.horizon": 15}
 
 
 class _Pipeline:
-    """What the hook asks of a Kedro pipeline: the atari parameters are an input, no csgo nodes."""
+    """What the hook asks of a Kedro pipeline: its nodes' tags (one Atari training node) and inputs."""
 
-    nodes: list = []
+    nodes: list = [SimpleNamespace(tags={ATARI_TAG}, namespace=None)]
 
     def inputs(self) -> set[str]:
-        return {"parameters"}
+        return {"replay_train"}
 
 
 def _hook(uri: str, tmp: Path) -> MlflowTrackingHook:

@@ -96,7 +96,7 @@ def test_pickled_state_runs_nothing_through_resume_play_and_sweep(tmp_path: Path
     run = _crafted_run(tmp_path / "runs", marker)
     state = run / "checkpoints" / "state.pt"
 
-    with pytest.raises(PickledStateFile) as err:  # resume (what kedro run's open_run node calls)
+    with pytest.raises(PickledStateFile) as err:  # resume (what opening the run in a kedro run session calls)
         AtariRun.open(parse_config(_params(tmp_path / "runs")))
     msg = str(err.value)
     assert "\n" not in msg and str(state) in msg and f"diamond-kedro convert-run {run}" in msg

@@ -26,6 +26,10 @@ class TinyRun(TrainingRun):
         self.counters = SimpleNamespace(epoch=0, num_batch_train={"m": 0})
         opt = torch.optim.SGD(model.parameters(), lr=lr)
         self.optimizers, self.schedulers = {"m": opt}, {"m": LambdaLR(opt, lambda step: 1.0)}
+        self._components, self._model = {}, model
+
+    def model(self, name: str) -> torch.nn.Module:
+        return self._model
 
     def _check_state(self, state, path: Path) -> None: ...
 
@@ -51,8 +55,8 @@ def test_k_accumulated_micro_batches_are_one_step_on_their_concatenation() -> No
 
     accumulated, whole = model(), model()
     parts = iter(zip(x.chunk(k), y.chunk(k)))
-    out_acc = TinyRun(accumulated, lr)._train_steps("m", accumulated, lambda: _mse(accumulated, *next(parts)), grad_acc_steps=k)
-    out_one = TinyRun(whole, lr)._train_steps("m", whole, lambda: _mse(whole, x, y))
+    out_acc = (r := TinyRun(accumulated, lr))._train_steps(r.component("m"), lambda: _mse(accumulated, *next(parts)), grad_acc_steps=k)
+    out_one = (r := TinyRun(whole, lr))._train_steps(r.component("m"), lambda: _mse(whole, x, y))
 
     # closed form: d/dw mean((x w - y)^2) = 2/N x^T (x w - y); SGD: w1 = w0 - lr * grad
     grad = 2.0 / len(x) * (x.T @ (x @ w0[0] - y))
@@ -79,5 +83,5 @@ def test_each_micro_batch_but_the_last_skips_the_all_reduce() -> None:
         def __exit__(self, *exc) -> None: ...
 
     x, y = torch.ones(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
-    TinyRun(m, 0.1)._train_steps("m", m, lambda: _mse(m, x, y), grad_acc_steps=3, accumulating=Recorder)
+    (r := TinyRun(m, 0.1))._train_steps(r.component("m"), lambda: _mse(m, x, y), grad_acc_steps=3, accumulating=Recorder)
     assert calls == [False, False, True]

@@ -1,10 +1,12 @@
-"""Kedro dataset for a :class:`~diamond_kedro.replay.store.ReplayStore` folder.
+"""Kedro dataset for any :class:`~diamond_kedro.replay.store.ReplayStore` folder, by path.
 
-Catalog entry (one per game and seed, a sub-store each for train and test)::
+A training run's own stores are the catalog's ``replay_train`` / ``replay_test``
+(:class:`~diamond_kedro.io.run_datasets.RunArtefactDataset`, views of the open run). This class is for a
+store outside a run (one pulled with ``dvc pull``, one a script wrote), in a user's own catalog entry::
 
-    "{game}.replay_train":
+    breakout_expert_replay:
       type: diamond_kedro.io.replay_dataset.ReplayStoreDataset
-      filepath: data/replay/{game}/seed_0/train
+      filepath: data/replay/breakout_expert/train
       obs_shape: [64, 64, 3]
 
 ``load()`` opens the store (memory-mapped; the store writes through on every ``add_chunk``, so a

@@ -59,6 +59,7 @@ from diamond_kedro.replay.sampler import SegmentSampler, collate_windows, test_w
 from diamond_kedro.replay.store import ReplayStore
 from diamond_kedro.reporting import EpochReport
 from diamond_kedro.training.run_common import (
+    Component,
     BaseRunPaths,
     RunIsOver,
     RunStateMismatch,
@@ -102,6 +103,53 @@ def move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device)
 CsgoRunPaths = BaseRunPaths
 
 
+@dataclass(eq=False)
+class IngestedDataset:
+    """A static dataset as the catalog holds it (``csgo_dataset``, ``static_dataset``): the folder an ingest
+    pipeline wrote, its index, and its Arrow stores by (resolution, split) (``low_res``/``full_res``,
+    ``train``/``test``), opened read-only."""
+
+    root: Path
+    index: dict[str, Any]
+    stores: dict[tuple[str, str], ReplayStore]
+
+    @property
+    def train(self) -> ReplayStore:
+        """The store the dynamics model trains on (low-resolution train split)."""
+        return self.stores[("low_res", "train")]
+
+
+def open_ingested_dataset(cfg: CsgoConfig, require_episodes: bool = True) -> IngestedDataset:
+    """The ingested dataset ``cfg`` trains on, its stores opened read-only and checked against the config (an
+    upsampler needs the low-resolution store, the two resolutions must agree, the train split has episodes
+    unless ``require_episodes`` is false: what an ingest that skipped every file leaves is still a dataset)."""
+    ingest = "csgo_ingest" if isinstance(cfg, CsgoConfig) else "static_world_model_ingest"
+    data = DatasetPaths(cfg.dataset_dir)
+    index = load_index(data.root, hint=f"kedro run --pipelines={ingest}")
+    has_low = index.get("low_res_size", True) is not None
+    if (cfg.upsampling_factor is not None) != has_low:
+        raise RunStateMismatch(
+            f"{data.index} was ingested {'with' if has_low else 'without'} a low-resolution store, but the "
+            f"config {'has no' if has_low else 'has an'} upsampler: re-ingest or change dataset.low_res_size"
+        )
+    resolutions = ("low_res", "full_res") if cfg.upsampling_factor is not None else ("low_res",)
+    stores = {}
+    for res in resolutions:
+        for split in ("train", "test"):
+            path = data.store(res, split)
+            if not path.is_dir():
+                raise DatasetNotIngested(f"{path} does not exist: ingest the dataset first ({ingest})")
+            stores[(res, split)] = ReplayStore(path, create=False)
+    if "full_res" in resolutions:
+        for split in ("train", "test"):
+            lo, hi = stores[("low_res", split)], stores[("full_res", split)]
+            if not np.array_equal(lo.lengths, hi.lengths):
+                raise DatasetError(f"{lo.root} and {hi.root} disagree on their episodes: re-run {ingest} to repair them")
+    if require_episodes and stores[("low_res", "train")].num_episodes == 0:
+        raise DatasetError(f"{data.store('low_res', 'train')} has no episodes: nothing to train on")
+    return IngestedDataset(data.root, index, stores)
+
+
 @dataclass
 class CsgoCounters:
     epoch: int = 0  # last committed epoch
@@ -126,33 +174,10 @@ class CsgoRun(TrainingRun):
     def __init__(self, cfg: CsgoConfig, root: Path | None = None) -> None:
         super().__init__(cfg, cfg.run_key, root)
         self.kind = cfg.report_kind  # EpochReport.kind: names the MLflow experiment (diamond-<kind>)
-        ingest = "csgo_ingest" if isinstance(cfg, CsgoConfig) else "static_world_model_ingest"
-
-        data = DatasetPaths(cfg.dataset_dir)
-        self.index = load_index(data.root, hint=f"kedro run --pipelines={ingest}")
+        self.dataset = open_ingested_dataset(cfg)
+        self.index, self.stores = self.dataset.index, self.dataset.stores
         self.action = ActionSpec.from_dict(self.index["action"])
-        has_low = self.index.get("low_res_size", True) is not None
-        if (cfg.upsampling_factor is not None) != has_low:
-            raise RunStateMismatch(
-                f"{data.index} was ingested {'with' if has_low else 'without'} a low-resolution store, but the "
-                f"config {'has no' if has_low else 'has an'} upsampler: re-ingest or change dataset.low_res_size"
-            )
         self.model_names = MODELS if cfg.upsampling_factor is not None else ("denoiser",)
-        resolutions = ("low_res", "full_res") if "upsampler" in self.model_names else ("low_res",)
-        self.stores = {}
-        for res in resolutions:
-            for split in ("train", "test"):
-                path = data.store(res, split)
-                if not path.is_dir():
-                    raise DatasetNotIngested(f"{path} does not exist: ingest the dataset first ({ingest})")
-                self.stores[(res, split)] = ReplayStore(path, create=False)
-        if "full_res" in resolutions:
-            for split in ("train", "test"):
-                lo, hi = self.stores[("low_res", split)], self.stores[("full_res", split)]
-                if not np.array_equal(lo.lengths, hi.lengths):
-                    raise DatasetError(f"{lo.root} and {hi.root} disagree on their episodes: re-run {ingest} to repair them")
-        if self.stores[("low_res", "train")].num_episodes == 0:
-            raise DatasetError(f"{data.store('low_res', 'train')} has no episodes: nothing to train on")
 
         # Models live on the CPU between their phases when offloading (spec §7.4).
         self.home = torch.device("cpu") if cfg.run.offload else self.device
@@ -227,14 +252,18 @@ class CsgoRun(TrainingRun):
     def total_epochs(self) -> int:
         return self.cfg.run.num_epochs
 
+    def model(self, name: str) -> torch.nn.Module:
+        if name not in self.models:
+            raise KeyError(f"run {self.key} has no {name} (models: {', '.join(self.models)})")
+        return self.models[name]
+
     def run_epoch(self) -> EpochReport:
-        """One whole epoch, every phase in order; returns its committed report."""
+        """One whole epoch, every phase in order; returns its committed report. The same calls, on the same
+        artefacts, as the ``csgo`` / ``static_world_model`` pipelines' nodes."""
         self.begin_epoch()
-        self.train_denoiser()
-        if "upsampler" in self.model_names:
-            self.train_upsampler()
-        self.evaluate()
-        return self.commit()
+        metrics = {f"{name}_metrics": self.train_component(self.component(name), self.dataset) for name in self.model_names}
+        metrics["evaluate_metrics"], media = self.evaluate()
+        return self.commit(metrics, media)
 
     # -- devices ---------------------------------------------------------------------------------
     @contextmanager
@@ -278,11 +307,19 @@ class CsgoRun(TrainingRun):
         return compute_loss(batch, low)
 
     # -- training (spec §7.4) --------------------------------------------------------------------
-    def train_model(self, name: str) -> dict[str, float]:
-        return self._train_phase(name, lambda: self._train_model(name))
+    def train_component(self, component: Component, dataset: IngestedDataset) -> dict[str, float]:
+        """This epoch's updates of ``component`` (the dynamics ``denoiser`` or the ``upsampler``) on windows of
+        ``dataset``'s train split (spec §7.4); returns the ``<name>_metrics``."""
+        name = self.own(component).name
+        if dataset is not self.dataset:  # the samplers' seeded generators (resumable state) draw from it
+            raise ValueError(f"run {self.key} trains on the dataset it was opened on ({self.dataset.root})")
+        return self._train_phase(name, lambda: self._train_model(component))
 
-    def _train_model(self, name: str) -> dict[str, float]:
-        model = self.models[name]
+    def train_model(self, name: str) -> dict[str, float]:
+        return self.train_component(self.component(name), self.dataset)
+
+    def _train_model(self, component: Component) -> dict[str, float]:
+        name, model = component.name, component.model
 
         def loss_fn() -> tuple[torch.Tensor, dict[str, float]]:
             batch, low = self.sample_batch(name)
@@ -292,7 +329,7 @@ class CsgoRun(TrainingRun):
             compute_loss = self.dist.loss(model)  # DDP under torchrun, built once the model is on its device
             model.train()
             # each update accumulates grad_acc_steps micro-batches (one all-reduce per update under DDP)
-            return self._train_steps(name, model, loss_fn, getattr(self.cfg, name).training.grad_acc_steps,
+            return self._train_steps(component, loss_fn, getattr(self.cfg, name).training.grad_acc_steps,
                                      accumulating=compute_loss.accumulating)
 
     def train_denoiser(self) -> dict[str, float]:
@@ -365,28 +402,34 @@ class CsgoRun(TrainingRun):
         log.info("Imagination video of test episode %d (%s): %s", eid, file_id, written)
         return written
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, *components: Component, dataset: IngestedDataset | None = None) -> tuple[dict[str, float], list[Path]]:
+        """Every ``evaluate.every`` epochs and at the last: test losses over ``dataset``'s test split, fidelity at
+        the configured horizons and an imagination video of the run's models (``components``, checked to be its
+        own; defaults: the run's). Returns ``evaluate_metrics`` and the epoch's media (empty on other epochs)."""
+        for c in components:
+            self.own(c)
+        if dataset is not None and dataset is not self.dataset:
+            raise ValueError(f"run {self.key} is evaluated on the dataset it was opened on ({self.dataset.root})")
         if not self.should_evaluate() or not self.dist.is_main:  # rank 0 writes the video and logs
-            return {}
-        report, metrics = self._report(), {}
+            return {}, []
+        metrics: dict[str, float] = {}
+        media: list[Path] = []
         with self._timed("evaluate"):
             if self.stores[("low_res", "test")].num_episodes:
                 for name in self.model_names:
                     m = self.test_losses(name)
-                    report.add(f"{name}/test", m)
                     metrics.update({f"{name}/test/{k}": v for k, v in m.items()})
                 horizons = self.cfg.evaluate.fidelity_horizons
                 if self.cfg.evaluate.video or horizons:
                     imagined = self.imagine_test_episode()
                     if imagined is not None and horizons:
                         m = fidelity_at_horizons(imagined[0], imagined[1], horizons)
-                        report.add("fidelity", m)
                         metrics.update({f"fidelity/{k}": v for k, v in m.items()})
                     if self.cfg.evaluate.video:
                         video = self.imagination_video(imagined)
                         if video is not None:
-                            report.artifacts.append(("media", video))
-        return metrics
+                            media.append(video)
+        return metrics, media
 
 
 def fidelity_at_horizons(real: np.ndarray, imagined: np.ndarray, horizons: list[int]) -> dict[str, float]:

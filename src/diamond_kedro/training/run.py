@@ -42,6 +42,7 @@ from diamond_kedro.training.evaluation import evaluate_agent
 from diamond_kedro.training.imagination import RolloutLoop, actor_critic_loss
 from diamond_kedro.training.run_common import (  # noqa: F401  (re-exported: the public API of this module)
     BaseRunPaths,
+    Component,
     MetricAccumulator,
     RunIsOver,
     RunStateMismatch,
@@ -227,18 +228,32 @@ class AtariRun(TrainingRun):
         total = self.counters.num_epochs_collect
         return None if total is None else total + self.cfg.run.num_final_epochs
 
+    def model(self, name: str) -> torch.nn.Module:
+        return getattr(self.agent, name)
+
     def run_epoch(self) -> EpochReport:
-        """One whole epoch, every phase in order (spec §6.1); returns its committed report."""
+        """One whole epoch, every phase in order (spec §6.1); returns its committed report. The same calls,
+        on the same artefacts, as the ``atari_epoch`` pipeline's nodes."""
         self.begin_epoch()
-        self.collect()
-        self.train_denoiser()
-        self.train_rew_end_model()
-        self.train_actor_critic()
-        self.evaluate()
-        return self.commit()
+        denoiser, rew_end_model, actor_critic = (self.component(c) for c in COMPONENTS)
+        metrics = {"train_dataset_metrics": self.collect(actor_critic, self.collector, self.replay_train)}
+        metrics["denoiser_metrics"] = self.train_component(denoiser, self.replay_train)
+        metrics["rew_end_model_metrics"] = self.train_component(rew_end_model, self.replay_train)
+        metrics["actor_critic_metrics"] = self.train_actor_critic(actor_critic, denoiser, rew_end_model, self.replay_train)
+        metrics["evaluate_metrics"], media = self.evaluate(actor_critic, denoiser, rew_end_model, self.replay_test)
+        return self.commit(metrics, media)
 
     # -- collection (spec §1.6, §6.1) -------------------------------------------------------------
-    def collect(self) -> dict[str, float]:
+    def collect(
+        self, actor_critic: Component | None = None, collector: Collector | None = None, replay: ReplayStore | None = None
+    ) -> dict[str, float]:
+        """This epoch's real experience: ``collector`` (emulators and their state) plays ``actor_critic``'s policy
+        and appends to ``replay`` (defaults: the run's own). Returns the ``train_dataset`` metrics."""
+        actor_critic = self.own(actor_critic or self.component("actor_critic"))
+        collector, replay = collector or self.collector, replay or self.replay_train
+        if collector is not self.collector or replay is not self.replay_train:
+            raise ValueError(f"run {self.key} collects with its own collector into its own replay_train")
+        collector.policy, collector.store = actor_critic.model, replay
         stats = self._collect() if self.dist.is_main else {}
         if self.dist.enabled:
             # the other ranks train on what rank 0 collected: take its counters, re-read the store
@@ -248,7 +263,7 @@ class AtariRun(TrainingRun):
         return stats
 
     def _collect(self) -> dict[str, float]:
-        report, c = self._report(), self.cfg.collect
+        c = self.cfg.collect
         with self._timed("collect"):
             stats: dict[str, float] = {}
             if self.counters.num_epochs_collect is None:
@@ -283,8 +298,6 @@ class AtariRun(TrainingRun):
                 stats[f"counts/{name}"] = self.replay_train.counter_rew.get(sign, 0)
             for value in (0, 1):
                 stats[f"counts/end_{value}"] = self.replay_train.counter_end.get(value, 0)
-        report.add("train_dataset", stats)
-        report.metrics["env_steps"] = float(self.counters.env_steps)
         return stats
 
     # -- world-model training (spec §2.3, §4.2) --------------------------------------------------
@@ -298,7 +311,13 @@ class AtariRun(TrainingRun):
             return self.cfg.rew_end_model.training.seq_length
         return d.num_steps_conditioning
 
-    def _sampler(self, name: str) -> SegmentSampler:
+    def _check_replay(self, replay: ReplayStore | None) -> None:
+        """The samplers (and their seeded generators, part of the resumable state) draw from the run's own store."""
+        if replay is not None and replay is not self.replay_train:
+            raise ValueError(f"run {self.key} trains on its own replay_train ({self.paths.replay_train})")
+
+    def _sampler(self, name: str, replay: ReplayStore | None = None) -> SegmentSampler:
+        self._check_replay(replay)
         if name not in self._samplers:
             t = getattr(self.cfg, name).training
             # world-model components: this rank's rows of the global batch (``distributed``); the
@@ -322,9 +341,17 @@ class AtariRun(TrainingRun):
         t = getattr(self.cfg, name).training
         return t.steps_first_epoch if self.counters.num_batch_train[name] == 0 else t.steps_per_epoch
 
-    def _train_world_model_component(self, name: str) -> dict[str, float]:
-        model = getattr(self.agent, name)
-        sampler = self._sampler(name)
+    def train_component(self, component: Component, replay: ReplayStore) -> dict[str, float]:
+        """This epoch's updates of a world-model component (``denoiser``: spec §2.3, ``rew_end_model``: §4.2) on
+        segments of ``replay``; returns the ``<name>_metrics``."""
+        name = self.own(component).name
+        if name not in ("denoiser", "rew_end_model"):
+            raise ValueError(f"{name} is not a world-model component of an Atari run")
+        return self._train_phase(name, lambda: self._train_world_model_component(component, replay))
+
+    def _train_world_model_component(self, component: Component, replay: ReplayStore) -> dict[str, float]:
+        name, model = component.name, component.model
+        sampler = self._sampler(name, replay)
         if name not in self._losses:  # DDP (gradients averaged over the ranks) under torchrun
             self._losses[name] = self.dist.loss(model)
         compute_loss = self._losses[name]
@@ -341,19 +368,20 @@ class AtariRun(TrainingRun):
             return compute_loss(batch, count=count) if count is not None else compute_loss(batch)
 
         try:
-            return self._train_steps(name, model, loss_fn)
+            return self._train_steps(component, loss_fn)
         finally:
             if batches is not None:
                 batches.close()
 
     def train_denoiser(self) -> dict[str, float]:
-        return self._train_phase("denoiser", lambda: self._train_world_model_component("denoiser"))
+        return self.train_component(self.component("denoiser"), self.replay_train)
 
     def train_rew_end_model(self) -> dict[str, float]:
-        return self._train_phase("rew_end_model", lambda: self._train_world_model_component("rew_end_model"))
+        return self.train_component(self.component("rew_end_model"), self.replay_train)
 
     # -- RL in imagination (spec §5) -------------------------------------------------------------
     def world_model_env(self) -> WorldModelEnv:
+        """Imagination (spec §5): the run's denoiser and reward/end model, started from replay_train contexts."""
         if self._wm_env is None:
             t = self.cfg.actor_critic.training
             sampler = self._sampler("actor_critic")
@@ -376,14 +404,27 @@ class AtariRun(TrainingRun):
             )
         return self._wm_env
 
-    def train_actor_critic(self) -> dict[str, float]:
+    def train_actor_critic(
+        self,
+        actor_critic: Component | None = None,
+        denoiser: Component | None = None,
+        rew_end_model: Component | None = None,
+        replay: ReplayStore | None = None,
+    ) -> dict[str, float]:
+        """This epoch's updates of ``actor_critic`` in imagination: rollouts in the world model made of
+        ``denoiser`` and ``rew_end_model``, started from ``replay`` contexts (spec §5; defaults: the run's)."""
+        actor_critic, denoiser, rew_end_model = (
+            self.own(c or self.component(n))
+            for c, n in ((actor_critic, "actor_critic"), (denoiser, "denoiser"), (rew_end_model, "rew_end_model"))
+        )
+        self._check_replay(replay)  # the imagined episodes start from this run's replay_train
         if not self.dist.is_main:  # imagination stays on rank 0 (why: ``distributed``)
             return {}
-        return self._train_phase("actor_critic", self._train_actor_critic)
+        return self._train_phase("actor_critic", lambda: self._train_actor_critic(actor_critic, denoiser, rew_end_model))
 
-    def _train_actor_critic(self) -> dict[str, float]:
+    def _train_actor_critic(self, actor_critic: Component, denoiser: Component, rew_end_model: Component) -> dict[str, float]:
         t = self.cfg.actor_critic.training
-        ac = self.agent.actor_critic
+        ac = actor_critic.model
         if self._rollout is None:
             self._rollout = RolloutLoop(self.world_model_env(), ac, epsilon=0.0)
         rollout_loop = self._rollout
@@ -397,15 +438,28 @@ class AtariRun(TrainingRun):
                 weight_entropy_loss=t.weight_entropy_loss,
             )
 
-        self.agent.denoiser.eval()
-        self.agent.rew_end_model.eval()
+        denoiser.model.eval()
+        rew_end_model.model.eval()
         ac.train()
-        return self._train_steps("actor_critic", ac, loss_fn)
+        return self._train_steps(actor_critic, loss_fn)
 
     # -- evaluation (spec §6.3) ------------------------------------------------------------------
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(
+        self,
+        actor_critic: Component | None = None,
+        denoiser: Component | None = None,
+        rew_end_model: Component | None = None,
+        replay_test: ReplayStore | None = None,
+    ) -> tuple[dict[str, float], list[Path]]:
+        """Every ``evaluate.every`` epochs and at the last (spec §6.3): test games of ``actor_critic`` played into
+        ``replay_test``, the world model's losses and fidelity on them. Returns ``evaluate_metrics`` and the
+        epoch's media (both empty on the other epochs)."""
+        for c, n in ((actor_critic, "actor_critic"), (denoiser, "denoiser"), (rew_end_model, "rew_end_model")):
+            self.own(c or self.component(n))  # the agent evaluated is the run's, whose parts these are
+        if replay_test is not None and replay_test is not self.replay_test:
+            raise ValueError(f"run {self.key} plays its test games into its own replay_test")
         if not self.should_evaluate() or not self.dist.is_main:
-            return {}
+            return {}, []
         with self._timed("evaluate"):
             result = evaluate_agent(
                 self.cfg.evaluate,
@@ -424,12 +478,14 @@ class AtariRun(TrainingRun):
             self.counters.num_test_episodes += result.num_test_episodes
             if result.final_metrics:
                 self.counters.final_metrics = result.final_metrics
-            report = self._report()
-            report.artifacts.extend(("imagination", path) for path in result.media)
-            report.metrics.update(result.metrics)
-        return result.metrics
+        return dict(result.metrics), list(result.media)
 
     # -- commit (the protocol is TrainingRun.commit) -----------------------------------------------
+    media_folder = "imagination"
+
+    def _before_commit(self, report: EpochReport) -> None:
+        report.metrics["env_steps"] = float(self.counters.env_steps)
+
     def _after_save(self, report: EpochReport) -> None:
         self._save_agent_version(report)
 

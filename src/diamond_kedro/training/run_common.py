@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager, nullcontext
@@ -79,12 +80,84 @@ class BaseRunPaths:
         return self.root / "media"
 
     @property
+    def staging(self) -> Path:
+        """The epoch in progress's outputs before its commit (``staging/epoch_<N>/``); gone at the commit, and
+        a killed epoch's are discarded when the run is reopened."""
+        return self.root / "staging"
+
+    def staged_epoch(self, epoch: int) -> Path:
+        return self.staging / f"epoch_{epoch:05d}"
+
+    @property
     def logged_marker(self) -> Path:
         return self.root / ".last_logged_epoch"
 
     @property
     def over_marker(self) -> Path:
         return self.root / ".run_is_over"
+
+
+@dataclass(eq=False)
+class Component:
+    """One trained model as the catalog holds it (``denoiser``, ``rew_end_model``, ``actor_critic``,
+    ``upsampler``): the weights with their AdamW state and warm-up schedule, and the run that trains them
+    (``run``: its device, precision, gradient accumulation and update counts). A view: the run owns the objects,
+    so a node's output ``denoiser_trained`` is the ``denoiser`` it was given, trained in place."""
+
+    name: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    run: "TrainingRun | None"  # None: read from a committed run folder, outside a training session
+    saved_num_updates: int = 0  # the update count such a read found
+
+    @property
+    def num_updates(self) -> int:
+        """Optimiser updates made so far (``run_state``'s ``num_batch_train``)."""
+        return int(self.run.counters.num_batch_train[self.name]) if self.run is not None else self.saved_num_updates
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "num_updates": self.num_updates}
+
+
+@dataclass(frozen=True)
+class MissingComponent:
+    """A component the run does not have (a static-dataset run without an upsampler): it flows through the
+    epoch's nodes untrained, so one pipeline serves runs with and without it (Kedro saves no None)."""
+
+    name: str
+
+
+@dataclass(eq=False)
+class RunState:
+    """``run_state`` as the catalog holds it: the run's committed counters (epoch, update counts, ...) and,
+    through ``run``, its random generators and the epoch in progress. The commit node's handle on the run."""
+
+    run: "TrainingRun"
+
+    @property
+    def counters(self) -> Any:
+        return self.run.counters
+
+    @property
+    def epoch(self) -> int:
+        """The last committed epoch."""
+        return int(self.run.counters.epoch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_key": self.run.key, **asdict(self.run.counters)}
+
+
+# ``{name}_metrics`` node outputs and the prefix their metrics take in the epoch's report (spec §6.5 names)
+METRIC_PREFIXES = {
+    "train_dataset_metrics": "train_dataset",
+    "denoiser_metrics": "denoiser/train",
+    "rew_end_model_metrics": "rew_end_model/train",
+    "actor_critic_metrics": "actor_critic/train",
+    "upsampler_metrics": "upsampler/train",
+    "evaluate_metrics": "",  # already full names (test_dataset/..., denoiser/test/..., fidelity/...)
+}
 
 
 class RunStateMismatch(UserError, ValueError):
@@ -250,6 +323,27 @@ class TrainingRun(ABC):
         self.pending: EpochReport | None = None  # the epoch in progress
         self.changed_params = ""  # set by a resume with other (non-model) parameters; tagged on the next epoch
         self._epoch_start = 0.0
+        self._components: dict[str, Component] = {}
+
+    @abstractmethod
+    def model(self, name: str) -> torch.nn.Module:
+        """The model called ``name`` (``denoiser``, ``rew_end_model``, ...)."""
+
+    def component(self, name: str) -> Component:
+        """The catalog's view of model ``name``: the model, its optimiser and LR schedule, this run."""
+        if name not in self._components:
+            self._components[name] = Component(name, self.model(name), self.optimizers[name], self.schedulers[name], self)
+        return self._components[name]
+
+    def own(self, component: Component) -> Component:
+        """``component``, checked to be this run's (a node given another run's model would train the wrong one)."""
+        if not isinstance(component, Component) or component.run is not self:
+            raise ValueError(f"{getattr(component, 'name', component)!r} is not a component of run {self.key}")
+        return component
+
+    @property
+    def state(self) -> RunState:
+        return RunState(self)
 
     def _make_optimizers(self, models: dict[str, torch.nn.Module]) -> None:
         """AdamW + linear warm-up per model, from the model's ``<name>.training`` section (spec §6.2)."""
@@ -282,6 +376,8 @@ class TrainingRun(ABC):
                     run._load_state()
                 elif run.dist.is_main:
                     run._start_fresh()
+                if run.dist.is_main:  # a killed epoch's staged outputs are not part of the run
+                    shutil.rmtree(run.paths.staging, ignore_errors=True)
                 run._flush_unlogged_report()
             except BaseException:  # a state that does not fit, a bad file...: give the folder back at once
                 run.close()
@@ -451,18 +547,17 @@ class TrainingRun(ABC):
 
     # -- training ----------------------------------------------------------------------------------
     def _train_phase(self, name: str, train: Callable[[], dict[str, float]]) -> dict[str, float]:
-        """Run ``train`` timed, and add its metrics to the report under ``<name>/train``."""
+        """Run ``train`` timed; its metrics are the phase's output (``<name>_metrics``: the commit files them
+        under ``<name>/train``)."""
         with self._timed(name):
-            metrics = train()
-        self._report().add(f"{name}/train", metrics)
-        return metrics
+            return train()
 
-    def _optimise(self, name: str, steps: int, update: Callable[[MetricAccumulator], float]) -> dict[str, float]:
-        """``steps`` optimiser updates of model ``name``. ``update(acc)`` makes one, adding the metrics of
+    def _optimise(self, component: Component, steps: int, update: Callable[[MetricAccumulator], float]) -> dict[str, float]:
+        """``steps`` optimiser updates of ``component``. ``update(acc)`` makes one, adding the metrics of
         its batches to ``acc``, and returns the gradient norm before clipping (a tensor or a float; read once,
         at the end). Returns the mean metrics,
         the update count, and the last update's gradient norm and lr (the current lr if ``steps`` is 0)."""
-        opt = self.optimizers[name]
+        name, opt = component.name, component.optimizer
         acc = MetricAccumulator()
         grad_norm, lr = 0.0, opt.param_groups[0]["lr"]
         for _ in progress(steps, f"{name} (epoch {self.epoch})"):
@@ -481,20 +576,20 @@ class TrainingRun(ABC):
 
     def _train_steps(
         self,
-        name: str,
-        model: torch.nn.Module,
+        component: Component,
         loss_fn: Callable[[], tuple[torch.Tensor, dict[str, Any]]],
         grad_acc_steps: int = 1,
         accumulating: Callable[..., Any] | None = None,
     ) -> dict[str, float]:
-        """This epoch's updates of model ``name`` (spec §6.2, §7.4), for every run. One update: ``grad_acc_steps``
+        """This epoch's updates of ``component`` (spec §6.2, §7.4), for every run. One update: ``grad_acc_steps``
         micro-batches, each ``loss_fn()`` under the run's precision (``self.amp``) and a backward of its loss
         divided by ``grad_acc_steps`` (so the gradients add up to that of the micro-batches' mean loss: one
         step on their concatenation, for a per-batch mean loss), then the global norm clipped at
         ``<name>.training.max_grad_norm``, an AdamW step and a warm-up-schedule step. ``accumulating(last=...)``
         (``DataParallelLoss.accumulating``) wraps each micro-batch: under DDP only the last one all-reduces."""
+        name, model = component.name, component.model
         t = getattr(self.cfg, name).training
-        opt, sched = self.optimizers[name], self.schedulers[name]
+        opt, sched = component.optimizer, component.scheduler
 
         def update(acc: MetricAccumulator) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
@@ -506,12 +601,21 @@ class TrainingRun(ABC):
                 acc.add(metrics)
             return clip_and_step(model, opt, sched, t.max_grad_norm)
 
-        return self._optimise(name, self._num_steps(name), update)
+        return self._optimise(component, self._num_steps(name), update)
 
     # -- commit ----------------------------------------------------------------------------------
-    def commit(self) -> EpochReport:
-        """Make the epoch durable (atomic ``state.pt``), then report it. Returns the epoch's report."""
+    def commit(self, metrics: dict[str, dict[str, float]] | None = None, media: Iterable[Path] = ()) -> EpochReport:
+        """Make the epoch durable (atomic ``state.pt``), then report it. Returns the epoch's report.
+
+        ``metrics``: the phases' outputs by name (``denoiser_metrics``, ...: :data:`METRIC_PREFIXES`), filed in the
+        report under their prefix; ``media``: the epoch's pictures and videos (MLflow artifacts)."""
         report = self._report()
+        for name, values in (metrics or {}).items():
+            if name not in METRIC_PREFIXES:
+                raise ValueError(f"unknown epoch output {name!r}: one of {', '.join(METRIC_PREFIXES)}")
+            report.add(METRIC_PREFIXES[name], values or {})
+        report.artifacts.extend((self.media_folder, Path(p)) for p in media)
+        self._before_commit(report)
         elapsed = time.perf_counter() - self._epoch_start
         self.counters.wall_time_s += elapsed
         report.metrics["duration"] = elapsed / 3600.0  # spec §6.5: hours per epoch
@@ -522,6 +626,7 @@ class TrainingRun(ABC):
             self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
             save_state_file(self._state_dict(), self.paths.state)
             self._after_save(report)
+            shutil.rmtree(self.paths.staging, ignore_errors=True)  # committed: the staged copies are spent
             self._write_dvc_metrics(report)
             if self.is_over:
                 self.paths.over_marker.touch()
@@ -535,6 +640,11 @@ class TrainingRun(ABC):
         """Give the run folder back (its lock); the object is not used after this."""
         if self._lock is not None:
             self._lock.release()
+
+    media_folder: ClassVar[str] = "media"  # the MLflow artifact folder of the epoch's media
+
+    def _before_commit(self, report: EpochReport) -> None:
+        """Metrics the run adds to every epoch's report from its counters (e.g. the env steps)."""
 
     def _after_save(self, report: EpochReport) -> None:
         """Files that follow ``state.pt`` at each commit (e.g. agent versions)."""

@@ -2,7 +2,8 @@
 
 ``kedro run --pipelines=atari_games --namespaces=breakout,pong`` runs one epoch of each selected game's run
 (each with its own run folder, replay store, checkpoints and MLflow run); without ``--namespaces`` it would
-run all 26. The parameters are shared; only ``env.game`` differs.
+run all 26. The parameters are shared; only ``env.game`` differs: the namespace names the game (each
+namespace's datasets, ``pong.replay_train``, ..., are views of that game's run: ``io.run_session``).
 """
 
 from kedro.pipeline import Pipeline, pipeline
@@ -14,7 +15,7 @@ from diamond_kedro.pipelines.atari_epoch.pipeline import create_pipeline as atar
 def create_pipeline(**kwargs) -> Pipeline:
     return sum(
         (
-            pipeline(atari_epoch(game=game), namespace=game.lower(), parameters={"parameters": "parameters"})
+            pipeline(atari_epoch(), namespace=game.lower())
             for game in ATARI_100K_GAMES
         ),
         Pipeline([]),

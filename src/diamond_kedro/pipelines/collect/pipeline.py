@@ -1,14 +1,9 @@
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
-from diamond_kedro.pipelines.run_io import RUN_IN, RUN_OUT, chain
-
-from .nodes import collect_experience
-
-
-def fragment() -> Pipeline:
-    return Pipeline([node(collect_experience, inputs=RUN_IN, outputs=RUN_OUT, name="collect")])
+from diamond_kedro.pipelines.atari_epoch.pipeline import phase_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """An epoch that only collects (and commits): grows the replay store without training."""
-    return chain(("collected", fragment()))
+    """Standalone: `collect` once more on the run as it stands, committed as an epoch (node `collect` and
+    `commit_epoch` of `atari_epoch`)."""
+    return phase_pipeline("collect")

@@ -5,11 +5,14 @@ from typing import Any
 
 from diamond_kedro.csgo.config import parse_csgo_config
 from diamond_kedro.csgo.ingest import ingest
+from diamond_kedro.training.csgo_run import IngestedDataset, open_ingested_dataset
 
 
-def ingest_csgo(csgo: dict[str, Any]) -> dict[str, Any]:
-    """Ingest (or resume ingesting) ``csgo.data.source_dir`` into ``csgo.data.out_dir``; returns the summary."""
-    d = parse_csgo_config(csgo).data
+def ingest_csgo(csgo: dict[str, Any]) -> tuple[IngestedDataset, dict[str, Any]]:
+    """Ingest (or resume ingesting) ``csgo.data.source_dir`` into ``csgo.data.out_dir``; returns the dataset
+    (``csgo_dataset``, what the ``csgo`` pipeline trains on) and the summary."""
+    cfg = parse_csgo_config(csgo)
+    d = cfg.data
     summary = ingest(
         d.source_dir,
         d.out_dir,
@@ -20,4 +23,4 @@ def ingest_csgo(csgo: dict[str, Any]) -> dict[str, Any]:
         on_bad_file=d.on_bad_file,
         fsync=d.fsync,
     )
-    return asdict(summary)
+    return open_ingested_dataset(cfg, require_episodes=False), asdict(summary)

@@ -1,14 +1,9 @@
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
-from diamond_kedro.pipelines.run_io import RUN_IN, RUN_OUT, chain
-
-from .nodes import evaluate
-
-
-def fragment() -> Pipeline:
-    return Pipeline([node(evaluate, inputs=RUN_IN, outputs=RUN_OUT, name="evaluate")])
+from diamond_kedro.pipelines.atari_epoch.pipeline import phase_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Standalone: open the run, `evaluate` once more on the current data, commit as an epoch."""
-    return chain(("evaluated", fragment()))
+    """Standalone: `evaluate` once more on the run as it stands, committed as an epoch (node `evaluate` and
+    `commit_epoch` of `atari_epoch`)."""
+    return phase_pipeline("evaluate")

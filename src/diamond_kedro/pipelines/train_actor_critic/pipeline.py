@@ -1,14 +1,9 @@
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
-from diamond_kedro.pipelines.run_io import RUN_IN, RUN_OUT, chain
-
-from .nodes import train_actor_critic
-
-
-def fragment() -> Pipeline:
-    return Pipeline([node(train_actor_critic, inputs=RUN_IN, outputs=RUN_OUT, name="train_actor_critic")])
+from diamond_kedro.pipelines.atari_epoch.pipeline import phase_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Standalone: open the run, `train_actor_critic` once more on the current data, commit as an epoch."""
-    return chain(("actor_critic_trained", fragment()))
+    """Standalone: `train_actor_critic` once more on the run as it stands, committed as an epoch (node `train_actor_critic` and
+    `commit_epoch` of `atari_epoch`)."""
+    return phase_pipeline("train_actor_critic")

@@ -1,14 +1,9 @@
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
-from diamond_kedro.pipelines.run_io import RUN_IN, RUN_OUT, chain
-
-from .nodes import train_denoiser
-
-
-def fragment() -> Pipeline:
-    return Pipeline([node(train_denoiser, inputs=RUN_IN, outputs=RUN_OUT, name="train_denoiser")])
+from diamond_kedro.pipelines.atari_epoch.pipeline import phase_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Standalone: open the run, `train_denoiser` once more on the current data, commit as an epoch."""
-    return chain(("denoiser_trained", fragment()))
+    """Standalone: `train_denoiser` once more on the run as it stands, committed as an epoch (node `train_denoiser` and
+    `commit_epoch` of `atari_epoch`)."""
+    return phase_pipeline("train_denoiser")

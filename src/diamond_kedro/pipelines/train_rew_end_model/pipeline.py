@@ -1,14 +1,9 @@
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
-from diamond_kedro.pipelines.run_io import RUN_IN, RUN_OUT, chain
-
-from .nodes import train_rew_end_model
-
-
-def fragment() -> Pipeline:
-    return Pipeline([node(train_rew_end_model, inputs=RUN_IN, outputs=RUN_OUT, name="train_rew_end_model")])
+from diamond_kedro.pipelines.atari_epoch.pipeline import phase_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Standalone: open the run, `train_rew_end_model` once more on the current data, commit as an epoch."""
-    return chain(("rew_end_model_trained", fragment()))
+    """Standalone: `train_rew_end_model` once more on the run as it stands, committed as an epoch (node `train_rew_end_model` and
+    `commit_epoch` of `atari_epoch`)."""
+    return phase_pipeline("train_rew_end_model")
