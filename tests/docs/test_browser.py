@@ -1,5 +1,6 @@
 """Pictures a person looks at, from a real browser: MLflow's page of a ci run (its metrics chart and its
-real-vs-imagined video) and kedro-viz's pipeline graph, rendered by headless Chromium.
+real-vs-imagined video) and kedro-viz's graphs of the ``atari_epoch`` and ``csgo`` pipelines with their datasets
+(``kedro viz build``: no run needed), rendered by headless Chromium.
 
 Playwright drives the system's Chromium (``make setup`` installs it with apt when it is missing; Playwright's
 own browser download is not needed). The servers listen on 127.0.0.1 only, on free ports. With
@@ -10,6 +11,7 @@ into the test's temporary folder.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -163,23 +165,73 @@ def test_mlflow_ui_shows_the_run_metrics_and_video(ci_project: Path, browser, tm
         assert (out / name).stat().st_size > 10_000
 
 
-def test_kedro_viz_shows_the_pipeline_graph(ci_project: Path, browser, tmp_path: Path) -> None:
-    build = subprocess.run([str(BIN / "kedro"), "viz", "build"], cwd=ci_project, env=project_env(),
+@pytest.fixture(scope="module")
+def viz_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy with its kedro-viz site built (``kedro viz build`` reads the pipelines and the catalog;
+    it needs no run)."""
+    project = copy_project(tmp_path_factory.mktemp("viz_project"))
+    build = subprocess.run([str(BIN / "kedro"), "viz", "build"], cwd=project, env=project_env(),
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    site = ci_project / "build"
-    assert (site / "index.html").exists(), list(site.iterdir()) if site.exists() else "no build/"
+    assert (project / "build" / "index.html").exists(), \
+        list((project / "build").iterdir()) if (project / "build").exists() else "no build/"
+    return project
+
+
+def _viz_settings(pipeline_id: str, expand: bool) -> str:
+    """kedro-viz's saved settings (its localStorage key ``KedroViz``): the pipeline, datasets and nodes shown
+    (parameters hidden), raw names, the feature tour and the minimap off, modular pipelines expanded or not."""
+    state = {"node": {"disabled": {}}, "nodeType": {"disabled": {"parameters": True, "task": False, "data": False}},
+             "pipeline": {"active": pipeline_id}, "layer": {"visible": True}, "tag": {"enabled": {}},
+             "textLabels": True, "visible": {"code": False, "graph": True, "miniMap": False, "sidebar": True,
+                                             "slicing": True, "traceback": False},
+             "theme": "dark", "isPrettyName": False, "showFeatureHints": False, "showDatasetPreviews": True,
+             "flags": {"sizewarning": True}, "expandAllPipelines": expand, "orientation": "vertical",
+             "featureHintStep": 0}
+    return f"localStorage.setItem('KedroViz', {json.dumps(json.dumps(state))})"
+
+
+def _viz_graph(browser, url: str, pipeline_id: str, shot: Path, expand: bool = False) -> list[str]:
+    """Open ``pipeline_id``'s flowchart, screenshot it into ``shot``, return the labels of its boxes."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    try:
+        context.add_init_script(_viz_settings(pipeline_id, expand))
+        page = context.new_page()
+        page.goto(f"{url}/?pipeline_id={pipeline_id}")
+        page.locator(".pipeline-node").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # let the layout settle before the picture
+        # the labels are SVG text: textContent (innerText is empty for SVG)
+        names = [t.text_content() or "" for t in page.locator(".pipeline-node__text").all()]
+        page.screenshot(path=str(shot))
+        return names
+    finally:
+        context.close()
+
+
+# The map of the data: one Atari epoch's nodes and the datasets between them (conf/base/catalog.yml)
+ATARI_EPOCH_NODES = {"collect", "train_denoiser", "train_rew_end_model", "train_actor_critic", "evaluate",
+                     "commit_epoch"}
+ATARI_EPOCH_DATASETS = {
+    "replay_train", "replay_test", "collector_state", "run_state", "denoiser", "rew_end_model", "actor_critic",
+    "replay_train_collected", "collector_state_next", "denoiser_trained", "rew_end_model_trained",
+    "actor_critic_trained", "replay_test_evaluated", "train_dataset_metrics", "denoiser_metrics",
+    "rew_end_model_metrics", "actor_critic_metrics", "evaluate_metrics", "media", "epoch_metrics",
+}
+
+
+def test_kedro_viz_shows_the_pipeline_graph(viz_project: Path, browser, tmp_path: Path) -> None:
+    site = viz_project / "build"
     port = free_port()
     cmd = [str(BIN / "python"), "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site)]
     out = shots_dir(tmp_path)
-    with server(cmd, ci_project, port, tmp_path / "viz.log") as url:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{url}/?pipeline_id=atari_epoch")
-        nodes = page.locator(".pipeline-node")
-        nodes.first.wait_for(timeout=60_000)
-        names = page.locator(".pipeline-node__text").all_inner_texts()
-        assert nodes.count() >= 7, names
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(out / "kedro_viz_atari_epoch.png"))
-        page.close()
-    assert (out / "kedro_viz_atari_epoch.png").stat().st_size > 10_000
+    with server(cmd, viz_project, port, tmp_path / "viz.log") as url:
+        names = _viz_graph(browser, url, "atari_epoch", out / "kedro_viz_atari_epoch.png")
+        # every phase is a node and every artefact a dataset box: the paper's loop, not one run object
+        assert set(names) == ATARI_EPOCH_NODES | ATARI_EPOCH_DATASETS, sorted(names)
+        assert not any(n.startswith("run_") and n != "run_state" for n in names), names  # no run_opened, ...
+        # the static family: Atari's world-model training nodes under the csgo namespace, on csgo_dataset
+        csgo = _viz_graph(browser, url, "csgo", out / "kedro_viz_csgo.png", expand=True)
+        assert {"train_denoiser", "train_upsampler", "evaluate_world_model", "commit_epoch", "csgo_dataset",
+                "csgo.denoiser", "csgo.denoiser_trained", "csgo.upsampler_trained", "csgo.media"} <= set(csgo), csgo
+    for name in ("kedro_viz_atari_epoch.png", "kedro_viz_csgo.png"):
+        assert (out / name).stat().st_size > 10_000
