@@ -1,13 +1,15 @@
-"""Kedro hooks: parameter validation before any work, and MLflow tracking at the edge.
+"""Kedro hooks: parameter validation before any work, the training runs as session resources
+(``RunSessionHook``), and MLflow tracking at the edge.
 
 Why not kedro-mlflow: it opens one MLflow run per ``kedro run``, while a DIAMOND training run spans many
 ``kedro run --pipelines=atari_epoch`` calls (one per epoch, resumable). We want one MLflow run per training
 run (game, seed, name) that every epoch resumes, with metrics at ``step = epoch``. That takes ~100 lines.
 
-CS:GO: pipelines whose nodes take ``params:csgo`` have that section validated (``parse_csgo_config``); those
-with training nodes (tag ``csgo_train``) get one MLflow run per training run ``csgo_<name>`` in the experiment
+Which runs a pipeline trains is read from its nodes' tags (``atari_train``, ``csgo_train``,
+``static_world_model_train``: ``io.run_session``); their parameter sections are validated, as is any section a
+node takes (``params:csgo`` of ``csgo_ingest``). CS:GO training pipelines get one MLflow run per training run ``csgo_<name>`` in the experiment
 ``csgo_experiment_name`` (default ``diamond-csgo``), keyed by the same tag as the Atari runs.
-Static world models (``params:static_world_model``, tag ``static_world_model_train``) likewise, one MLflow run
+Static world models (tag ``static_world_model_train``) likewise, one MLflow run
 per ``<dataset.name>_<run.name>`` in the experiment ``diamond-<dataset.name>``.
 """
 

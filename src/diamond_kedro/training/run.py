@@ -249,8 +249,9 @@ class AtariRun(TrainingRun):
     ) -> dict[str, float]:
         """This epoch's real experience: ``collector`` (emulators and their state) plays ``actor_critic``'s policy
         and appends to ``replay`` (defaults: the run's own). Returns the ``train_dataset`` metrics."""
-        actor_critic = self.own(actor_critic or self.component("actor_critic"))
-        collector, replay = collector or self.collector, replay or self.replay_train
+        actor_critic = self.own(self.component("actor_critic") if actor_critic is None else actor_critic)
+        collector = self.collector if collector is None else collector
+        replay = self.replay_train if replay is None else replay
         if collector is not self.collector or replay is not self.replay_train:
             raise ValueError(f"run {self.key} collects with its own collector into its own replay_train")
         collector.policy, collector.store = actor_critic.model, replay
@@ -414,7 +415,7 @@ class AtariRun(TrainingRun):
         """This epoch's updates of ``actor_critic`` in imagination: rollouts in the world model made of
         ``denoiser`` and ``rew_end_model``, started from ``replay`` contexts (spec §5; defaults: the run's)."""
         actor_critic, denoiser, rew_end_model = (
-            self.own(c or self.component(n))
+            self.own(self.component(n) if c is None else c)
             for c, n in ((actor_critic, "actor_critic"), (denoiser, "denoiser"), (rew_end_model, "rew_end_model"))
         )
         self._check_replay(replay)  # the imagined episodes start from this run's replay_train
@@ -455,7 +456,7 @@ class AtariRun(TrainingRun):
         ``replay_test``, the world model's losses and fidelity on them. Returns ``evaluate_metrics`` and the
         epoch's media (both empty on the other epochs)."""
         for c, n in ((actor_critic, "actor_critic"), (denoiser, "denoiser"), (rew_end_model, "rew_end_model")):
-            self.own(c or self.component(n))  # the agent evaluated is the run's, whose parts these are
+            self.own(self.component(n) if c is None else c)  # the agent evaluated is the run's, whose parts these are
         if replay_test is not None and replay_test is not self.replay_test:
             raise ValueError(f"run {self.key} plays its test games into its own replay_test")
         if not self.should_evaluate() or not self.dist.is_main:

@@ -8,6 +8,10 @@ protocol, not a computation: ``open`` loads the state or starts afresh, ``commit
 then reports, and a crash anywhere in between is recovered the same way. The subclasses fill in only
 what differs (their models, what else goes into ``state.pt``, how many epochs the run has).
 
+What the Kedro catalog holds of a run are views the run hands out: a :class:`Component` per model (model,
+optimiser, LR schedule) and the :class:`RunState`; the phases take and return them, and return their metrics
+and media, which ``commit`` files in the epoch's report (``METRIC_PREFIXES``).
+
 The commit protocol: nothing of an epoch is durable until ``commit`` rewrites ``checkpoints/state.pt``
 atomically, with the epoch's report inside it. The report is then emitted and ``.last_logged_epoch``
 written; a crash between the two is caught by the next ``open``, which emits the report still in the
