@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from diamond_kedro.config import parse_config
-from diamond_kedro.envs.atari import ATARI_100K_GAMES
-from diamond_kedro.training.run_common import TrainingRun
+if TYPE_CHECKING:  # imported lazily: every Kedro command loads the hooks, few of them train
+    from diamond_kedro.training.run_common import TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ FAMILY_OF_TAG = {ATARI_TAG: "atari", CSGO_TAG: "csgo", STATIC_TAG: "static_world
 # parameter section of each family (Atari: the whole ``parameters``)
 PARAMS_OF_FAMILY = {"atari": "parameters", "csgo": "params:csgo", "static_world_model": "params:static_world_model"}
 
-_GAMES = {g.lower(): g for g in ATARI_100K_GAMES}
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,11 @@ class RunSpec:
     @property
     def game(self) -> str | None:
         """The game a namespaced Atari pipeline (``atari_games``) pins."""
-        return _GAMES.get(self.namespace or "") if self.family == "atari" else None
+        if self.family != "atari" or not self.namespace:
+            return None
+        from diamond_kedro.envs.atari import ATARI_100K_GAMES
+
+        return {g.lower(): g for g in ATARI_100K_GAMES}.get(self.namespace)
 
 
 def training_runs(pipeline: Any) -> list[RunSpec]:
@@ -64,6 +66,8 @@ def training_runs(pipeline: Any) -> list[RunSpec]:
 def family_config(family: str, params: dict[str, Any], game: str | None = None) -> Any:
     """The validated config of a run of ``family`` from the session's whole parameters dict."""
     if family == "atari":
+        from diamond_kedro.config import parse_config
+
         if game is not None:
             params = {**params, "env": {**params.get("env", {}), "game": game}}
         return parse_config(params)
