@@ -25,7 +25,7 @@ from kedro.framework.hooks import hook_impl
 from diamond_kedro.config import parse_config
 from diamond_kedro.distributed import env_rank
 from diamond_kedro.io import run_session
-from diamond_kedro.io.run_session import PARAMS_OF_FAMILY, training_runs
+from diamond_kedro.io.run_session import training_runs
 from diamond_kedro.reporting import (  # noqa: F401  (store_lock, tracking_client: also this module's names)
     EpochReport,
     add_sink,
@@ -136,7 +136,7 @@ class RunSessionHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         specs = training_runs(pipeline)
         if specs:
-            run_session.expect(specs, lambda family: catalog.load(PARAMS_OF_FAMILY[family]))
+            run_session.expect(specs, lambda: catalog.load("parameters"))
 
     @hook_impl
     def after_pipeline_run(self) -> None:

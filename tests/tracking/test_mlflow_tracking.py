@@ -74,7 +74,7 @@ def test_processes_creating_a_fresh_store_at_once_all_succeed(tmp_path: Path) ->
 
 
 class _Crash(Exception):
-    pass
+    """Stands for the process being killed at that point."""
 
 
 def test_a_run_created_without_its_params_gets_them_on_resume(tmp_path: Path, monkeypatch) -> None:

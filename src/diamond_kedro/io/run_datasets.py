@@ -84,13 +84,8 @@ class RunArtefactDataset(AbstractDataset[Any, Any]):
             return run.collector  # type: ignore[attr-defined]
         if base in ("replay_train", "replay_test"):
             return getattr(run, base)
-        if base in EPOCH_FILES:
-            staged = run.paths.staged_epoch(run.epoch) / f"{base}.json"
-            default: Any = [] if base == "media" else {}
-            if not staged.exists():  # no node of this session produced it: the phase did not run this epoch
-                return default
-            value = json.loads(staged.read_text())
-            return [Path(p) for p in value] if base == "media" else value
+        if base in EPOCH_FILES:  # no node of this session produced it: the phase did not run this epoch
+            return [] if base == "media" else {}
         raise DatasetError(f"unknown run artefact {self._artefact!r}")  # unreachable: checked in __init__
 
     def load(self) -> Any:

@@ -31,8 +31,6 @@ ATARI_TAG = "atari_train"
 CSGO_TAG = "csgo_train"
 STATIC_TAG = "static_world_model_train"
 FAMILY_OF_TAG = {ATARI_TAG: "atari", CSGO_TAG: "csgo", STATIC_TAG: "static_world_model"}
-# parameter section of each family (Atari: the whole ``parameters``)
-PARAMS_OF_FAMILY = {"atari": "parameters", "csgo": "params:csgo", "static_world_model": "params:static_world_model"}
 
 
 
@@ -111,16 +109,13 @@ def parameters() -> dict[str, Any]:
     return _session.params
 
 
-def expect(specs: Iterable[RunSpec], params_of: Callable[[str], dict[str, Any]]) -> None:
-    """Before a pipeline run: the runs it trains, opened on first use. ``params_of(family)`` gives the parameter
-    section of a family (``catalog.load("params:csgo")``, ...)."""
+def expect(specs: Iterable[RunSpec], params: Callable[[], dict[str, Any]]) -> None:
+    """Before a pipeline run: the runs it trains, opened on first use. ``params()`` gives the session's whole
+    parameters dict (``catalog.load("parameters")``)."""
     close_all()
     for spec in specs:
         def opener(spec: RunSpec = spec) -> TrainingRun:
-            params = params_of(spec.family)
-            if spec.family != "atari":
-                params = {spec.family: params}
-            return open_training_run(spec.family, family_config(spec.family, params, spec.game))
+            return open_training_run(spec.family, family_config(spec.family, params(), spec.game))
 
         _session.openers[spec.namespace] = opener
 

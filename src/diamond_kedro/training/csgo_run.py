@@ -113,11 +113,6 @@ class IngestedDataset:
     index: dict[str, Any]
     stores: dict[tuple[str, str], ReplayStore]
 
-    @property
-    def train(self) -> ReplayStore:
-        """The store the dynamics model trains on (low-resolution train split)."""
-        return self.stores[("low_res", "train")]
-
 
 def open_ingested_dataset(cfg: CsgoConfig, require_episodes: bool = True) -> IngestedDataset:
     """The ingested dataset ``cfg`` trains on, its stores opened read-only and checked against the config (an

@@ -249,7 +249,7 @@ class AtariRun(TrainingRun):
     ) -> dict[str, float]:
         """This epoch's real experience: ``collector`` (emulators and their state) plays ``actor_critic``'s policy
         and appends to ``replay`` (defaults: the run's own). Returns the ``train_dataset`` metrics."""
-        actor_critic = self.own(self.component("actor_critic") if actor_critic is None else actor_critic)
+        actor_critic = self.own(actor_critic, "actor_critic")
         collector = self.collector if collector is None else collector
         replay = self.replay_train if replay is None else replay
         if collector is not self.collector or replay is not self.replay_train:
@@ -405,6 +405,10 @@ class AtariRun(TrainingRun):
             )
         return self._wm_env
 
+    def _agent_parts(self, *given: Component | None) -> tuple[Component, ...]:
+        """(actor_critic, denoiser, rew_end_model): those given, checked to be this run's, else the run's own."""
+        return tuple(self.own(c, n) for c, n in zip(given, ("actor_critic", "denoiser", "rew_end_model")))
+
     def train_actor_critic(
         self,
         actor_critic: Component | None = None,
@@ -414,10 +418,7 @@ class AtariRun(TrainingRun):
     ) -> dict[str, float]:
         """This epoch's updates of ``actor_critic`` in imagination: rollouts in the world model made of
         ``denoiser`` and ``rew_end_model``, started from ``replay`` contexts (spec §5; defaults: the run's)."""
-        actor_critic, denoiser, rew_end_model = (
-            self.own(self.component(n) if c is None else c)
-            for c, n in ((actor_critic, "actor_critic"), (denoiser, "denoiser"), (rew_end_model, "rew_end_model"))
-        )
+        actor_critic, denoiser, rew_end_model = self._agent_parts(actor_critic, denoiser, rew_end_model)
         self._check_replay(replay)  # the imagined episodes start from this run's replay_train
         if not self.dist.is_main:  # imagination stays on rank 0 (why: ``distributed``)
             return {}
@@ -455,8 +456,7 @@ class AtariRun(TrainingRun):
         """Every ``evaluate.every`` epochs and at the last (spec §6.3): test games of ``actor_critic`` played into
         ``replay_test``, the world model's losses and fidelity on them. Returns ``evaluate_metrics`` and the
         epoch's media (both empty on the other epochs)."""
-        for c, n in ((actor_critic, "actor_critic"), (denoiser, "denoiser"), (rew_end_model, "rew_end_model")):
-            self.own(self.component(n) if c is None else c)  # the agent evaluated is the run's, whose parts these are
+        self._agent_parts(actor_critic, denoiser, rew_end_model)  # the agent evaluated is the run's, these its parts
         if replay_test is not None and replay_test is not self.replay_test:
             raise ValueError(f"run {self.key} plays its test games into its own replay_test")
         if not self.should_evaluate() or not self.dist.is_main:

@@ -120,10 +120,6 @@ class Component:
         """Optimiser updates made so far (``run_state``'s ``num_batch_train``)."""
         return int(self.run.counters.num_batch_train[self.name]) if self.run is not None else self.saved_num_updates
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "num_updates": self.num_updates}
-
 
 @dataclass(frozen=True)
 class MissingComponent:
@@ -141,16 +137,9 @@ class RunState:
     run: "TrainingRun"
 
     @property
-    def counters(self) -> Any:
-        return self.run.counters
-
-    @property
     def epoch(self) -> int:
         """The last committed epoch."""
         return int(self.run.counters.epoch)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_key": self.run.key, **asdict(self.run.counters)}
 
 
 # ``{name}_metrics`` node outputs and the prefix their metrics take in the epoch's report (spec §6.5 names)
@@ -339,8 +328,11 @@ class TrainingRun(ABC):
             self._components[name] = Component(name, self.model(name), self.optimizers[name], self.schedulers[name], self)
         return self._components[name]
 
-    def own(self, component: Component) -> Component:
-        """``component``, checked to be this run's (a node given another run's model would train the wrong one)."""
+    def own(self, component: Component | None, name: str | None = None) -> Component:
+        """``component``, checked to be this run's (a node given another run's model would train the wrong one);
+        None with a ``name``: the run's own component of that name."""
+        if component is None and name is not None:
+            return self.component(name)
         if not isinstance(component, Component) or component.run is not self:
             raise ValueError(f"{getattr(component, 'name', component)!r} is not a component of run {self.key}")
         return component
